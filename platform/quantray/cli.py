@@ -1,0 +1,65 @@
+"""`quantray`: one entry point, a verb per job.
+
+Each verb group lives beside its implementation in a `commands.py` module that exposes
+`register(subparsers)`; the parsers set `handler=` to a function taking the parsed args and
+returning an exit code (or None for 0). Those modules import heavy libraries (torch, ray,
+mlflow) inside the handlers, so `quantray --help` stays fast.
+
+Exit codes: 0 ok, 2 bad input (one line on stderr, no traceback), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from quantray.errors import BadInput
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "quantray.data.commands",
+    "quantray.tune.commands",
+    "quantray.ensemble.commands",
+    "quantray.evaluate.commands",
+    "quantray.registry.commands",
+    "quantray.jobs.commands",
+)
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantray",
+        description="Distributed hyperparameter search and ensembling for multi-asset market models.",
+    )
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.handler(args)
+    except BadInput as exc:
+        print(f"quantray: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("quantray: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if os.environ.get("QUANTRAY_DEBUG"):
+            traceback.print_exc()
+        print(f"quantray: internal error: {type(exc).__name__}: {exc} (set QUANTRAY_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_OK if code is None else int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

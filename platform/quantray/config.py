@@ -1,0 +1,195 @@
+"""Typed configuration, resolved in one place.
+
+Configs are plain frozen dataclasses. `resolve(cls, mapping, where=...)` builds one from a
+mapping (a YAML section) and rejects unknown keys and wrong types with a `BadInput` that
+names the file and the dotted key, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
+
+from quantray.errors import BadInput
+
+T = TypeVar("T")
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "log_return",
+    "intraday_return",
+    "overnight_return",
+    "range",
+    "mean_return",
+    "volatility",
+    "volume_z",
+    "return_x_volume",
+    "rsi",
+    "macd",
+    "wavelet",
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which causal features to build and how to normalize them."""
+
+    names: tuple[str, ...] = DEFAULT_FEATURES
+    windows: tuple[int, ...] = (10, 20)  # rolling mean return / volatility
+    volume_windows: tuple[int, ...] = (20, 50)  # z-scores of log volume
+    rsi_window: int = 14
+    macd: tuple[int, int, int] = (12, 26, 9)
+    wavelet: str = "db2"
+    wavelet_window: int = 32
+    wavelet_levels: int = 3
+    # rolling_robust | rolling_zscore | train_zscore | train_robust | none
+    normalization: str = "rolling_robust"
+    norm_window: int = 252
+    clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Date-based splits: the last dates are the test block, before them validation."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    embargo: int = 5  # dates dropped after each validation/test block
+    folds: int = 1  # walk-forward folds (1 = a single train/val/test split)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"
+    lookback: int = 64
+    horizon: int = 5
+    cost_bps: float = 5.0  # transaction cost per unit of turnover, in basis points
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+
+
+def resolve(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, key: str = "") -> T:
+    """Build dataclass `cls` from `mapping`; `where` names the file, `key` the dotted path to it.
+
+    Nested dataclass fields take nested mappings; tuples take lists. Unknown keys and values of
+    the wrong type raise `BadInput("FILE: key 'a.b': ...")`.
+    """
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
+        raise BadInput(_at(where, key, f"expected a mapping, got {type(mapping).__name__}"))
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in mapping:
+        if name not in known:
+            raise BadInput(_at(where, _join(key, name), f"unknown key (expected one of: {', '.join(sorted(known))})"))
+    values = {
+        name: _coerce(hints[name], value, where=where, key=_join(key, name)) for name, value in mapping.items()
+    }
+    return cls(**values)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else str(name)
+
+
+def _at(where: str, key: str, message: str) -> str:
+    return f"{where}: key '{key}': {message}" if key else f"{where}: {message}"
+
+
+def _coerce(hint: Any, value: Any, *, where: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return resolve(hint, value, where=where, key=key)
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise BadInput(_at(where, key, f"expected a mapping, got {value!r}"))
+        return dict(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise BadInput(_at(where, key, f"expected a list, got {value!r}"))
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, where=where, key=key) for v in value)
+        if len(args) != len(value):
+            raise BadInput(_at(where, key, f"expected {len(args)} values, got {len(value)}"))
+        return tuple(_coerce(a, v, where=where, key=key) for a, v in zip(args, value))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if arg is type(None) and value is None:
+                return None
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(args[0], value, where=where, key=key)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(_at(where, key, f"expected a number, got {value!r}"))
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(_at(where, key, f"expected an integer, got {value!r}"))
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise BadInput(_at(where, key, f"expected true or false, got {value!r}"))
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise BadInput(_at(where, key, f"expected a string, got {value!r}"))
+        return value
+    return value
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str = "transformer"
+    # architecture arguments passed to quantray.models.build, which rejects unknown ones
+    arch: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The λ of the objective (see quantray.train.losses); the search tunes them."""
+
+    sharpe: float = 1.0
+    direction: float = 0.2
+    volatility: float = 0.1
+    volume: float = 0.05
+    regime: float = 0.05
+    focal_gamma: float = 2.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_dates: int = 64  # consecutive dates per batch, so turnover is defined inside it
+    epochs: int = 10
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; a trial's resolved config."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    workers: int = 1  # >1 runs the loop under Ray Train's TorchTrainer (DDP)
+    gpus_per_worker: float = 0.0
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
