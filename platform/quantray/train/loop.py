@@ -1,0 +1,259 @@
+"""The training loop: one function, whoever runs it.
+
+`fit` trains one model from a resolved `TrainConfig`. It gets its training batches, its model
+wrapping (DDP or none), its resume point and its reporting from a `Session`, so the same code
+runs in a plain process (`InProcessSession`), inside a Tune trial, or on every worker of a Ray Train
+`TorchTrainer` (see quantray.train.launch). It never imports Ray.
+`InProcessSession` + `directory_reporter` run it without Ray (tests, GPU benchmarks).
+
+Every epoch it evaluates the whole validation block and reports the validation net Sharpe
+(after turnover costs, annualized), the objective's loss, IC and hit rate, with a checkpoint
+holding the resume state and the best epoch's member checkpoint (`best/`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from quantray.config import TrainConfig
+from quantray.train.checkpoint import ModelShape, build_model, save_checkpoint, unwrap
+
+if TYPE_CHECKING:
+    import torch
+
+    from quantray.data.pipeline import Prepared
+    from quantray.data.windows import Windows
+
+BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
+STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
+TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume")
+TENSOR_KEYS_INT = ("asset_ids", "direction", "regime", "date_idx")
+TENSOR_KEYS_BOOL = ("mask", "label_mask")
+
+
+class Session(Protocol):
+    """What the loop needs from whoever runs it."""
+
+    device: str
+
+    def train_batches(self, epoch: int) -> Iterable[dict[str, np.ndarray]]: ...
+
+    def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module": ...
+
+    def latest_checkpoint(self) -> Path | None: ...
+
+    def report(self, metrics: dict[str, float], write_checkpoint: Callable[[Path], None]) -> None: ...
+
+
+@dataclass
+class FitSummary:
+    best_val_sharpe: float
+    best_epoch: int
+    epochs_run: int
+
+
+def model_shape(data: "Prepared", lookback: int) -> ModelShape:
+    return ModelShape(
+        n_assets=data.n_assets,
+        n_features=data.n_features,
+        lookback=lookback,
+        asset_names=tuple(data.asset_names),
+        feature_names=tuple(data.feature_names),
+    )
+
+
+def fit(config: TrainConfig, data: "Prepared", session: Session) -> FitSummary:
+    """Train `config` on `data`'s training windows; report after every epoch through `session`."""
+    import torch
+
+    from quantray.train.losses import objective
+
+    torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
+    shape = model_shape(data, config.data.lookback)
+    model = build_model(config, shape).to(session.device)
+    model = session.prepare_model(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    val_windows = data.windows("val")
+
+    with tempfile.TemporaryDirectory(prefix="quantray-best-") as scratch:
+        best_dir = Path(scratch) / BEST_DIR
+        start_epoch, best_sharpe, best_epoch = 0, -math.inf, 0
+        resume = session.latest_checkpoint()
+        if resume is not None:
+            start_epoch, best_sharpe, best_epoch = _restore(resume, model, optimizer, best_dir)
+
+        for epoch in range(start_epoch, config.optim.epochs):
+            model.train()
+            train_losses = []
+            for batch in session.train_batches(epoch):
+                tensors = to_tensors(batch, session.device)
+                out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
+                loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                optimizer.step()
+                train_losses.append(loss.item())
+
+            evaluation = evaluate(unwrap(model), val_windows, config, session.device)
+            metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(train_losses)) if train_losses else math.nan}
+            metrics.update(evaluation.metrics)
+            if metrics["val_sharpe"] > best_sharpe:
+                best_sharpe, best_epoch = metrics["val_sharpe"], epoch + 1
+                save_checkpoint(best_dir, unwrap(model), config, shape, metrics,
+                                evaluation.returns, evaluation.positions)
+            metrics["best_val_sharpe"] = best_sharpe
+            state = {
+                "model": unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "best_val_sharpe": best_sharpe,
+                "best_epoch": best_epoch,
+            }
+            session.report(metrics, _checkpoint_writer(state, best_dir))
+
+    return FitSummary(best_val_sharpe=best_sharpe, best_epoch=best_epoch, epochs_run=config.optim.epochs - start_epoch)
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    returns: np.ndarray  # net daily returns [T]
+    positions: np.ndarray  # [T, A]
+
+
+def evaluate(model: "torch.nn.Module", windows: "Windows", config: TrainConfig, device: str = "cpu") -> Evaluation:
+    """Validation metrics of `model` on a block: net Sharpe after costs, IC, hit rate, loss."""
+    import torch
+
+    from quantray.evaluate.metrics import net_returns, performance
+    from quantray.train.inference import run_model
+    from quantray.train.losses import objective
+
+    inference = run_model(model, windows, device=device)
+    everything = windows.batch(np.arange(len(windows)))
+    returns = net_returns(inference.positions, everything["next_return"], everything["mask"], config.data.cost_bps)
+    perf = performance(returns, inference.positions, everything["next_return"])
+    with torch.no_grad():
+        tensors = to_tensors(everything, device)
+        out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
+        loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
+    metrics = {
+        "val_sharpe": _finite(perf["sharpe"]),
+        "val_ic": _finite(perf["ic"]),
+        "val_hit_rate": _finite(perf["hit_rate"]),
+        "val_turnover": _finite(perf["turnover"]),
+        "val_loss": float(loss.item()),
+    }
+    return Evaluation(metrics=metrics, returns=returns, positions=inference.positions)
+
+
+def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, "torch.Tensor"]:
+    """Numpy batch -> tensors with the dtypes the models and the objective expect."""
+    import torch
+
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in batch.items():
+        if key in TENSOR_KEYS_FLOAT:
+            tensors[key] = torch.as_tensor(np.asarray(value), dtype=torch.float32, device=device)
+        elif key in TENSOR_KEYS_INT:
+            tensors[key] = torch.as_tensor(np.asarray(value), dtype=torch.long, device=device)
+        elif key in TENSOR_KEYS_BOOL:
+            tensors[key] = torch.as_tensor(np.asarray(value), dtype=torch.bool, device=device)
+    return tensors
+
+
+def consecutive_batches(n_samples: int, batch_dates: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Row indices in blocks of consecutive dates (turnover is defined inside a block), blocks shuffled."""
+    starts = np.arange(0, n_samples, batch_dates)
+    for start in rng.permutation(starts):
+        rows = np.arange(start, min(start + batch_dates, n_samples))
+        if len(rows) >= 2:
+            yield rows
+
+
+ReportFn = Callable[[dict[str, float], Callable[[Path], None]], None]
+
+
+class InProcessSession:
+    """The loop's session when this process trains alone (a plain run or a single-worker Tune
+    trial): batches come from the in-memory training windows; reporting is pluggable."""
+
+    def __init__(self, data: "Prepared", config: TrainConfig, *, report: ReportFn,
+                 latest_checkpoint: Callable[[], Path | None] = lambda: None, device: str = "cpu") -> None:
+        self.device = device
+        self._windows = data.windows("train")
+        self._config = config
+        self._report = report
+        self._latest_checkpoint = latest_checkpoint
+
+    def train_batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        rng = np.random.default_rng((self._config.seed, epoch))
+        for rows in consecutive_batches(len(self._windows), self._config.optim.batch_dates, rng):
+            yield self._windows.batch(rows)
+
+    def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module":
+        return model
+
+    def latest_checkpoint(self) -> Path | None:
+        return self._latest_checkpoint()
+
+    def report(self, metrics: dict[str, float], write_checkpoint: Callable[[Path], None]) -> None:
+        self._report(metrics, write_checkpoint)
+
+
+def directory_reporter(checkpoint_dir: Path, on_report: Callable[[dict[str, float]], None] | None = None) -> ReportFn:
+    """Keep the latest checkpoint in `checkpoint_dir` (replaced atomically each epoch)."""
+
+    def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], None]) -> None:
+        checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=checkpoint_dir.parent))
+        write_checkpoint(tmp)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        tmp.rename(checkpoint_dir)
+        if on_report is not None:
+            on_report(metrics)
+
+    return report
+
+
+def latest_in(checkpoint_dir: Path) -> Callable[[], Path | None]:
+    return lambda: checkpoint_dir if (checkpoint_dir / STATE_FILE).exists() else None
+
+
+def _checkpoint_writer(state: dict[str, Any], best_dir: Path) -> Callable[[Path], None]:
+    def write(directory: Path) -> None:
+        import torch
+
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(state, directory / STATE_FILE)
+        if best_dir.exists():
+            shutil.copytree(best_dir, directory / BEST_DIR, dirs_exist_ok=True)
+
+    return write
+
+
+def _restore(checkpoint: Path, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
+             best_dir: Path) -> tuple[int, float, int]:
+    import torch
+
+    state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if (checkpoint / BEST_DIR).exists():
+        shutil.copytree(checkpoint / BEST_DIR, best_dir, dirs_exist_ok=True)
+    return int(state["epoch"]) + 1, float(state["best_val_sharpe"]), int(state["best_epoch"])
+
+
+def _finite(value: float) -> float:
+    return float(value) if np.isfinite(value) else 0.0

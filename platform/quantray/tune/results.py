@@ -1,0 +1,80 @@
+"""Read a finished (or interrupted) search back from its storage folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quantray.errors import BadInput
+from quantray.train.loop import BEST_DIR
+
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # what TuneReportCallback adds for TorchTrainer trials
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: str
+    status: str  # TERMINATED (finished or stopped by ASHA), ERROR, RUNNING/PENDING if interrupted
+    val_sharpe: float  # best epoch's validation net Sharpe, NaN if no epoch finished
+    checkpoint: Path | None  # the best epoch's member checkpoint directory
+    history: list[float] = field(default_factory=list)  # validation Sharpe per epoch
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Trials:
+    experiment: str
+    records: list[TrialRecord]
+
+    @property
+    def n_tried(self) -> int:
+        """Every trial the search started: the N of the Deflated Sharpe Ratio."""
+        return len(self.records)
+
+    def best(self) -> TrialRecord | None:
+        usable = [r for r in self.records if r.checkpoint is not None and math.isfinite(r.val_sharpe)]
+        return max(usable, key=lambda r: r.val_sharpe) if usable else None
+
+
+def load_trials(experiment: str, storage: Path) -> Trials:
+    """Every trial of `experiment` under `storage`, in the order they were created."""
+    from ray.tune import ExperimentAnalysis
+
+    path = Path(storage) / experiment
+    if not path.is_dir():
+        raise BadInput(f"experiment '{experiment}': not found under {Path(storage).resolve()}")
+    analysis = ExperimentAnalysis(str(path))
+    records = [_record(trial) for trial in analysis.trials]
+    return Trials(experiment=experiment, records=records)
+
+
+def _record(trial) -> TrialRecord:
+    history = _history(Path(trial.path) / "result.json") if trial.path else []
+    checkpoint = None
+    if trial.checkpoint is not None:
+        checkpoint = Path(trial.checkpoint.path) / BEST_DIR
+    elif trial.last_result and trial.last_result.get(CHECKPOINT_PATH_KEY):
+        checkpoint = Path(trial.last_result[CHECKPOINT_PATH_KEY]) / BEST_DIR
+    if checkpoint is not None and not (checkpoint / "model.pt").exists():
+        checkpoint = None
+    finite = [s for s in history if math.isfinite(s)]
+    return TrialRecord(
+        trial_id=trial.trial_id,
+        status=trial.status,
+        val_sharpe=max(finite) if finite else math.nan,
+        checkpoint=checkpoint,
+        history=history,
+        params=dict(trial.config),
+    )
+
+
+def _history(result_file: Path) -> list[float]:
+    if not result_file.exists():
+        return []
+    history = []
+    for line in result_file.read_text().splitlines():
+        if line.strip():
+            history.append(float(json.loads(line).get("val_sharpe", math.nan)))
+    return history

@@ -1,0 +1,77 @@
+"""Log every Tune trial to MLflow from the Tune driver: one run per trial, named by trial id.
+
+Logging from the driver (a Tune callback) rather than inside the trial means trials that ASHA
+stops, or that crash, are still recorded with their status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ray.tune import Callback
+
+from quantray.config import to_dict
+from quantray.tune.space import SearchSpace
+
+LOGGED_METRICS = ("train_loss", "val_loss", "val_sharpe", "val_ic", "val_hit_rate", "val_turnover",
+                  "best_val_sharpe")
+
+
+class MlflowTrialLogger(Callback):
+    def __init__(self, *, tracking_uri: str, experiment: str, space: SearchSpace, data_source: str | None) -> None:
+        self._uri = tracking_uri
+        self._experiment = experiment
+        self._space = space
+        self._data_source = data_source
+        self._runs: dict[str, str] = {}
+        self._client: Any = None
+        self._experiment_id: str | None = None
+
+    def setup(self, **info: Any) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self._uri)
+        found = self._client.get_experiment_by_name(self._experiment)
+        self._experiment_id = found.experiment_id if found else self._client.create_experiment(self._experiment)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        existing = self._client.search_runs([self._experiment_id], f"tags.trial_id = '{trial.trial_id}'", max_results=1)
+        if existing:  # a resumed trial keeps its run
+            self._runs[trial.trial_id] = existing[0].info.run_id
+            return
+        run = self._client.create_run(self._experiment_id, run_name=f"{self._experiment}-{trial.trial_id}",
+                                      tags={"trial_id": trial.trial_id, "quantray.kind": "trial",
+                                            "quantray.space": str(self._space.path)})
+        run_id = run.info.run_id
+        self._runs[trial.trial_id] = run_id
+        from mlflow.entities import Param
+
+        params = [Param(key, str(value)[:6000]) for key, value in sorted(trial.config.items())]
+        self._client.log_batch(run_id, params=params)
+        config = self._space.resolve(trial.config, data_source=self._data_source)
+        self._client.log_text(run_id, json.dumps(to_dict(config), indent=2), "config.json")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(result.get("timestamp", 0)) * 1000
+        metrics = [Metric(key, float(result[key]), now, step) for key in LOGGED_METRICS
+                   if isinstance(result.get(key), (int, float))]
+        if metrics:
+            self._client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, "FAILED")
+
+    def _finish(self, trial: Any, status: str) -> None:
+        run_id = self._runs.pop(trial.trial_id, None)
+        if run_id is not None:
+            self._client.set_terminated(run_id, status=status)
