@@ -123,9 +123,10 @@ def _coerce(hint: Any, value: Any, *, where: str, key: str) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _coerce(args[0], value, where=where, key=key)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = as_float(value)
+        if number is None:
             raise BadInput(_at(where, key, f"expected a number, got {value!r}"))
-        return float(value)
+        return number
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadInput(_at(where, key, f"expected an integer, got {value!r}"))
@@ -180,6 +181,21 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # >1 runs the loop under Ray Train's TorchTrainer (DDP)
     gpus_per_worker: float = 0.0
+
+
+def as_float(value: Any) -> float | None:
+    """`value` as a float, or None. Accepts strings like "1e-4": YAML 1.1 (PyYAML) reads an
+    exponent without a dot and a sign as a string, and ML configs are full of them."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -33,7 +33,6 @@ class TuneRequest:
     resume: bool = False
     tracking_uri: str | None = None
     storage: Path = DEFAULT_STORAGE
-    verbose: int = 1
 
 
 @dataclass
@@ -60,6 +59,7 @@ def run_tune(request: TuneRequest) -> TuneSummary:
     from quantray.registry.store import tracking_uri as resolve_tracking_uri
     from quantray.train.launch import trial_main
     from quantray.tune.results import load_trials
+    from quantray.tune.progress import ProgressPrinter
     from quantray.tune.tracking import MlflowTrialLogger
 
     data_config = dataclasses.replace(space.data, source=request.data) if request.data else space.data
@@ -69,17 +69,24 @@ def run_tune(request: TuneRequest) -> TuneSummary:
     experiment_dir = storage / experiment
     uri = resolve_tracking_uri(request.tracking_uri)
 
+    # Tune warns on every snapshot when trials checkpoint each epoch (ours do, to keep `best/`)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = time.monotonic()
+    print(f"experiment {experiment}: {space.budget.trials} trials, {space.budget.concurrency} at a time, "
+          f"results under {experiment_dir}", flush=True)
     connect(request.address, dashboard=space.resources.workers > 1)
     trainable = tune.with_parameters(trial_main, space=space, data_source=request.data, storage=str(storage))
     trainable = tune.with_resources(trainable, _trial_resources(space))
     run_config = tune.RunConfig(
         name=experiment,
         storage_path=str(storage),
-        callbacks=[MlflowTrialLogger(tracking_uri=uri, experiment=experiment, space=space, data_source=request.data)],
+        callbacks=[
+            MlflowTrialLogger(tracking_uri=uri, experiment=experiment, space=space, data_source=request.data),
+            ProgressPrinter(total_trials=space.budget.trials, epochs=_epochs(space)),
+        ],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),  # a NaN trial fails alone
-        verbose=request.verbose,
+        verbose=0,  # ProgressPrinter shows one line per trial event instead of Tune's tables
     )
     if request.resume and tune.Tuner.can_restore(str(experiment_dir)):
         tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True,
@@ -154,7 +161,8 @@ def _with_overrides(space: SearchSpace, request: TuneRequest) -> SearchSpace:
 def _trial_resources(space: SearchSpace) -> dict[str, float]:
     resources = space.resources
     if resources.workers > 1:
-        return {"CPU": 0.0}  # the trial only drives a TorchTrainer, whose workers hold the resources
+        # the trial only drives a TorchTrainer, whose workers hold the resources (Ray needs a non-empty bundle)
+        return {"CPU": 0.01}
     return {"CPU": resources.cpus_per_worker, "GPU": resources.gpus_per_worker}
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from quantray.config import DataConfig, TrainConfig, resolve
+from quantray.config import DataConfig, TrainConfig, as_float, resolve
 from quantray.errors import BadInput
 
 TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optim", "resources", "budget", "asha")
@@ -175,9 +175,10 @@ def parse_distribution(spec: Mapping[str, Any], *, where: str, key: str) -> Dist
         if not isinstance(value, list) or not value:
             raise BadInput(f"{where}: key '{key}.choice': expected a non-empty list")
         return Distribution(kind="choice", choices=tuple(value))
-    if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+    bounds = [as_float(v) for v in value] if isinstance(value, list) and len(value) == 2 else None
+    if bounds is None or None in bounds:
         raise BadInput(f"{where}: key '{key}.{kind}': expected [low, high], got {value!r}")
-    low, high = value
+    low, high = value if kind == "int" else bounds
     if kind == "int" and not all(isinstance(v, int) for v in value):
         raise BadInput(f"{where}: key '{key}.int': bounds must be integers, got {value!r}")
     if not low < high:
@@ -272,6 +273,3 @@ def _reject_unsampled(tree: Mapping[str, Any], path: Path, prefix: str = "") -> 
 def _is_distribution(value: Any) -> bool:
     return isinstance(value, Mapping) and any(k in value for k in DISTRIBUTION_KINDS)
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,361 @@
+"""Causal per-asset features over a Panel, vectorized over [T, A].
+
+Every value at date t depends only on panel rows at or before t: rolling statistics use trailing
+windows (prefix sums, pandas' recursive EMAs, trailing sliding windows), and the default
+normalization is itself a trailing statistic. Prices are forward-filled over an asset's gaps so a
+return spans the gap; the gap day itself is marked invalid.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from quantray.config import FeatureConfig
+from quantray.data.panel import Panel
+from quantray.errors import BadInput
+
+NORMALIZATIONS: tuple[str, ...] = ("rolling_robust", "rolling_zscore", "train_robust", "train_zscore", "none")
+ROBUST_REFRESH = 21  # days between refreshes of the rolling median/IQR (sorting 252-day windows daily is slow)
+IQR_TO_STD = 1.349  # IQR of a unit normal: robust scales read like z-scores
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Features:
+    values: np.ndarray  # float32 [T, A, F]; 0 where not valid
+    names: tuple[str, ...]  # [F]
+    valid: np.ndarray  # bool [T, A]: traded, enough history, normalization statistics available
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-asset, per-feature statistics fit on training dates (the train_* normalizations)."""
+
+    method: str  # "zscore" or "robust"
+    center: np.ndarray  # float64 [A, F]
+    scale: np.ndarray  # float64 [A, F]
+    clip: float
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Series shared by the feature groups; other fields are forward-filled when a group asks."""
+
+    panel: Panel
+    fill_rows: np.ndarray  # int64 [T, A]: the row holding the last traded value at or before t
+    log_close: np.ndarray  # float64 [T, A], forward-filled over gaps
+    ret: np.ndarray  # log return t-1 -> t (NaN on an asset's first date)
+
+    def field(self, name: str) -> np.ndarray:
+        """A panel field, forward-filled over gaps (float64 [T, A])."""
+        return np.take_along_axis(self.panel.field(name), self.fill_rows, axis=0)
+
+
+@dataclass(frozen=True)
+class _Group:
+    needs: tuple[str, ...]  # panel fields the group needs
+    names: Callable[[FeatureConfig], tuple[str, ...]]
+    build: Callable[[_Inputs, FeatureConfig], list[tuple[np.ndarray, int]]]  # ([T, A], warm-up) per name
+
+
+def feature_names(cfg: FeatureConfig, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The feature columns `build_features` makes from a panel with these fields."""
+    return tuple(name for group in _groups(cfg, fields) for name in GROUPS[group].names(cfg))
+
+
+def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Features:
+    """Compute the configured features; groups needing a missing field are dropped from `names`."""
+    _check_config(cfg)
+    names = feature_names(cfg, panel.fields)
+    if not names:
+        raise BadInput(f"features.names: none of {', '.join(cfg.names)} can be built from the fields "
+                       f"{', '.join(panel.fields)}")
+    inputs = _inputs(panel)
+    raw = np.empty((*panel.mask.shape, len(names)), dtype=np.float32)
+    j, warmup = 0, 0
+    for group in _groups(cfg, panel.fields):  # one group's float64 temporaries alive at a time
+        for column, group_warmup in GROUPS[group].build(inputs, cfg):
+            raw[:, :, j] = column
+            j, warmup = j + 1, max(warmup, group_warmup)
+    del inputs
+    valid = panel.mask & (trading_age(panel.mask) >= warmup) & np.isfinite(raw).all(axis=2)
+    if cfg.normalization.startswith("rolling_"):
+        values, has_stats = _rolling_normalize(raw, valid, cfg)
+        valid = valid & has_stats
+    else:
+        values = raw  # "none", or train_* scaled later by fit_scaler/apply_scaler
+    values[~valid] = 0.0
+    np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return Features(values, names, valid)
+
+
+def _groups(cfg: FeatureConfig, fields: tuple[str, ...]) -> list[str]:
+    return [g for g in cfg.names if g in GROUPS and all(f in fields for f in GROUPS[g].needs)]
+
+
+def fit_scaler(features: Features, train_dates_idx: np.ndarray, method: str = "robust",
+               clip: float = 5.0) -> Scaler:
+    """Per-asset statistics from the valid rows at `train_dates_idx` only."""
+    if method not in ("robust", "zscore"):
+        raise ValueError(f"unknown scaler method {method!r}")
+    rows = features.values[train_dates_idx].astype(np.float64)  # [n, A, F]
+    rows[~features.valid[train_dates_idx]] = np.nan
+    with warnings.catch_warnings():  # all-NaN slices: assets without a valid training row
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if method == "zscore":
+            center, scale = np.nanmean(rows, axis=0), np.nanstd(rows, axis=0, ddof=1)
+        else:
+            q25, center, q75 = np.nanpercentile(rows, [25, 50, 75], axis=0)
+            scale = (q75 - q25) / IQR_TO_STD
+    center = np.where(np.isfinite(center), center, 0.0)
+    scale = np.where(np.isfinite(scale) & (scale > _EPS), scale, 1.0)
+    return Scaler(method, center, scale, clip)
+
+
+def apply_scaler(features: Features, scaler: Scaler) -> Features:
+    """Scale with fitted statistics, clip, and zero the invalid rows (a new Features)."""
+    values = (features.values - scaler.center[None].astype(np.float32)) / scaler.scale[None].astype(np.float32)
+    np.clip(values, -scaler.clip, scaler.clip, out=values)
+    values[~features.valid] = 0.0
+    return Features(values.astype(np.float32, copy=False), features.names, features.valid)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+def _inputs(panel: Panel) -> _Inputs:
+    rows = fill_rows(panel.mask)
+    log_close = np.log(np.take_along_axis(panel.field("close"), rows, axis=0))
+    ret = np.full_like(log_close, np.nan)
+    ret[1:] = log_close[1:] - log_close[:-1]
+    return _Inputs(panel, rows, log_close, ret)
+
+
+def fill_rows(mask: np.ndarray) -> np.ndarray:
+    """For each (t, a), the last row <= t where `mask` holds (0 before the first; causal)."""
+    rows = np.where(mask, np.arange(mask.shape[0])[:, None], 0)
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return rows
+
+
+def ffill(x: np.ndarray) -> np.ndarray:
+    """Forward-fill NaN along axis 0 (causal: a value at t comes from some row <= t)."""
+    return np.take_along_axis(x, fill_rows(~np.isnan(x)), axis=0)
+
+
+def trading_age(mask: np.ndarray) -> np.ndarray:
+    """Dates since each asset's first traded date (-1 before it)."""
+    started = np.maximum.accumulate(mask, axis=0)
+    return np.cumsum(started, axis=0) - 1
+
+
+# --- rolling helpers (prefix sums: a value at t is a difference of sums over rows <= t) ---------
+
+def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
+    s = np.cumsum(np.nan_to_num(x), axis=0)
+    out = s.copy()
+    out[window:] -= s[:-window]
+    return out
+
+
+def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = rolling_sum(x, window) / window
+    sq = rolling_sum(x * x, window) / window
+    var = np.maximum(sq - mean * mean, 0.0) * window / (window - 1)
+    return mean, np.sqrt(var)
+
+
+def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
+    # pandas' recursive EMA in C; starts at each asset's first non-NaN value.
+    return pd.DataFrame(x).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+
+
+# --- feature groups: each returns ([T, A] float64, warm-up dates) per name, in names order ---------
+
+def _log_return(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    return [(i.ret, 1)]
+
+
+def _intraday_return(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    return [(i.log_close - np.log(i.field("open")), 0)]
+
+
+def _overnight_return(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    gap = np.full_like(i.log_close, np.nan)
+    gap[1:] = np.log(i.field("open")[1:]) - i.log_close[:-1]
+    return [(gap, 1)]
+
+
+def _range(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    return [(np.log(i.field("high") / i.field("low")), 0)]
+
+
+def _mean_return(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    return [(rolling_mean_std(i.ret, w)[0], w) for w in cfg.windows]
+
+
+def _volatility(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    return [(rolling_mean_std(i.ret, w)[1], w) for w in cfg.windows]
+
+
+def _volume_z(log_volume: np.ndarray, window: int) -> np.ndarray:
+    mean, std = rolling_mean_std(log_volume, window)
+    return (log_volume - mean) / np.maximum(std, 1e-6)
+
+
+def _volume_zscores(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    lv = np.log1p(i.field("volume"))
+    return [(_volume_z(lv, w), w) for w in cfg.volume_windows]
+
+
+def _return_x_volume(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    w = cfg.volume_windows[0]
+    return [(i.ret * _volume_z(np.log1p(i.field("volume")), w), w)]
+
+
+def _rsi(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # Wilder's RSI rescaled to [-1, 1]: (RSI - 50) / 50 = (gain - loss) / (gain + loss).
+    n = cfg.rsi_window
+    gain = _ema(np.where(np.isnan(i.ret), np.nan, np.maximum(i.ret, 0.0)), 1.0 / n)
+    loss = _ema(np.where(np.isnan(i.ret), np.nan, np.maximum(-i.ret, 0.0)), 1.0 / n)
+    total = gain + loss
+    rsi = np.divide(gain - loss, total, out=np.zeros_like(total), where=total > 0)
+    return [(np.where(np.isnan(total), np.nan, rsi), n + 1)]
+
+
+def _macd(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # On log prices, so the lines are scale-free: percent above the slow trend.
+    fast, slow, signal = cfg.macd
+    line = _ema(i.log_close, 2.0 / (fast + 1)) - _ema(i.log_close, 2.0 / (slow + 1))
+    hist = line - _ema(line, 2.0 / (signal + 1))
+    return [(line, slow), (hist, slow + signal)]
+
+
+def _wavelet_names(cfg: FeatureConfig) -> tuple[str, ...]:
+    L = cfg.wavelet_levels  # pywt.wavedec's order: approximation_L, detail_L, ..., detail_1
+    return (f"wavelet_a{L}", *(f"wavelet_d{L - k}" for k in range(L)))
+
+
+def _wavelet(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    """Log energy per decomposition level of the returns in the trailing `wavelet_window` days."""
+    import pywt
+
+    W, L = cfg.wavelet_window, cfg.wavelet_levels
+    T, A = i.ret.shape
+    out = np.full((L + 1, T, A), np.nan, dtype=np.float32)
+    if T >= W:
+        windows = sliding_window_view(np.nan_to_num(i.ret), W, axis=0)  # [T-W+1, A, W], a view
+        chunk = max(1, 2 ** 16 // max(1, A * W))  # bounds the copies pywt makes
+        for start in range(0, windows.shape[0], chunk):  # chunks of dates, not dates
+            coeffs = pywt.wavedec(windows[start:start + chunk], cfg.wavelet, level=L, axis=-1)
+            rows = slice(W - 1 + start, W - 1 + start + coeffs[0].shape[0])
+            for level, c in enumerate(coeffs):
+                out[level, rows] = np.log(np.mean(c * c, axis=-1) + _EPS)
+    return [(out[k], W) for k in range(L + 1)]
+
+
+GROUPS: dict[str, _Group] = {
+    "log_return": _Group(("close",), lambda c: ("log_return",), _log_return),
+    "intraday_return": _Group(("open", "close"), lambda c: ("intraday_return",), _intraday_return),
+    "overnight_return": _Group(("open", "close"), lambda c: ("overnight_return",), _overnight_return),
+    "range": _Group(("high", "low"), lambda c: ("range",), _range),
+    "mean_return": _Group(("close",), lambda c: tuple(f"mean_return_{w}" for w in c.windows), _mean_return),
+    "volatility": _Group(("close",), lambda c: tuple(f"volatility_{w}" for w in c.windows), _volatility),
+    "volume_z": _Group(("volume",), lambda c: tuple(f"volume_z_{w}" for w in c.volume_windows), _volume_zscores),
+    "return_x_volume": _Group(("close", "volume"), lambda c: ("return_x_volume",), _return_x_volume),
+    "rsi": _Group(("close",), lambda c: (f"rsi_{c.rsi_window}",), _rsi),
+    "macd": _Group(("close",), lambda c: ("macd", "macd_hist"), _macd),
+    "wavelet": _Group(("close",), _wavelet_names, _wavelet),
+}
+
+
+def _check_config(cfg: FeatureConfig) -> None:
+    import pywt
+
+    for name in cfg.names:
+        if name not in GROUPS:
+            raise BadInput(f"features.names: unknown feature '{name}' (expected: {', '.join(GROUPS)})")
+    if cfg.normalization not in NORMALIZATIONS:
+        raise BadInput(f"features.normalization: unknown '{cfg.normalization}' "
+                       f"(expected: {', '.join(NORMALIZATIONS)})")
+    for key, windows in (("windows", cfg.windows), ("volume_windows", cfg.volume_windows)):
+        if not windows or any(w < 2 for w in windows):
+            raise BadInput(f"features.{key}: windows must be at least 2, got {list(windows)}")
+    if cfg.rsi_window < 1 or min(cfg.macd) < 1 or cfg.norm_window < 2 or cfg.clip <= 0:
+        raise BadInput("features: rsi_window, macd and clip must be positive, norm_window at least 2")
+    if cfg.wavelet not in pywt.wavelist(kind="discrete"):
+        raise BadInput(f"features.wavelet: unknown discrete wavelet '{cfg.wavelet}'")
+    max_level = pywt.dwt_max_level(cfg.wavelet_window, cfg.wavelet)
+    if not 1 <= cfg.wavelet_levels <= max_level:
+        raise BadInput(f"features.wavelet_levels: {cfg.wavelet_levels} is not in 1..{max_level} for a "
+                       f"{cfg.wavelet_window}-day window of '{cfg.wavelet}'")
+
+
+# --- normalization ----------------------------------------------------------------------------
+
+def _min_periods(window: int) -> int:
+    return max(2, window // 4)
+
+
+def _rolling_normalize(raw: np.ndarray, valid: np.ndarray, cfg: FeatureConfig
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each feature by trailing statistics over `norm_window` valid rows; returns (values, has_stats)."""
+    W, min_periods = cfg.norm_window, _min_periods(cfg.norm_window)
+    robust = cfg.normalization == "rolling_robust"
+    out = raw  # scaled in place, one feature at a time, to keep memory at one extra [T, A] per step
+    has_stats = np.ones(valid.shape, dtype=bool)
+    for j in range(raw.shape[2]):
+        x = np.where(valid, raw[:, :, j], np.nan)
+        center, scale, count = (_rolling_robust_stats if robust else _rolling_zscore_stats)(x, W)
+        has_stats &= count >= min_periods
+        z = (x - center) / np.maximum(scale, 1e-8)
+        out[:, :, j] = np.clip(z, -cfg.clip, cfg.clip)
+    return out, has_stats
+
+
+def _rolling_zscore_stats(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ok = ~np.isnan(x)
+    n = rolling_sum(ok.astype(np.float64), window)
+    x0 = np.where(ok, x, 0.0).astype(np.float64)
+    with np.errstate(all="ignore"):
+        mean = rolling_sum(x0, window) / n
+        var = (rolling_sum(x0 * x0, window) - n * mean * mean) / (n - 1)
+    return mean, np.sqrt(np.maximum(var, 0.0)), n
+
+
+def _rolling_robust_stats(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and IQR of the trailing window, refreshed every ROBUST_REFRESH dates.
+
+    The statistics used at t come from the window ending at the last refresh date <= t, so they
+    stay causal; refreshes sit at fixed offsets from the first date, not from the last.
+    """
+    T, A = x.shape
+    anchors = np.arange(0, T, ROBUST_REFRESH)
+    which = np.arange(T) // ROBUST_REFRESH
+    center, scale, count = np.empty((T, A)), np.empty((T, A)), np.empty((T, A), dtype=np.int64)
+    pad = np.full(window - 1, np.nan, dtype=np.float32)
+    for a in range(A):  # per asset: the sorted windows stay small ([anchors, window] float32)
+        series = np.concatenate([pad, x[:, a].astype(np.float32)])
+        # window ending at anchor t: series[t : t + window] = x rows t-window+1..t
+        blocks = sliding_window_view(series, window)[anchors]  # a gathered copy
+        blocks.sort(axis=-1)  # NaN sorts last
+        n = (~np.isnan(blocks)).sum(axis=-1)
+        q25, q50, q75 = (_sorted_quantile(blocks, n, q) for q in (0.25, 0.5, 0.75))
+        center[:, a], scale[:, a], count[:, a] = q50[which], ((q75 - q25) / IQR_TO_STD)[which], n[which]
+    return center, scale, count
+
+
+def _sorted_quantile(sorted_rows: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolated quantile of the first n entries of each sorted row (NaN where n == 0)."""
+    pos = np.maximum(n - 1, 0) * q
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    frac = (pos - lo).astype(np.float32)
+    a = np.take_along_axis(sorted_rows, lo[..., None], axis=-1)[..., 0]
+    b = np.take_along_axis(sorted_rows, hi[..., None], axis=-1)[..., 0]
+    return np.where(n > 0, a + (b - a) * frac, np.nan)

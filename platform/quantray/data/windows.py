@@ -1,0 +1,113 @@
+"""Samples as windows over the feature array: one sample is one date t, `x[A, L, F]` = rows t-L+1..t.
+
+`Windows` keeps a zero-copy sliding-window view of the [T, A, F] features; a batch gathers its
+rows from that view (the only copy is the batch itself). `ray_dataset` serves the same batches
+through Ray Data: a dataset of date indices, the feature arrays put in the object store once, and
+the gather done in `map_batches`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from quantray.data.labels import Labels
+
+if TYPE_CHECKING:
+    import ray.data
+
+FLOAT_LABELS: tuple[str, ...] = ("next_return", "fwd_return", "volatility", "volume")
+
+
+class Windows:
+    """Sample dates `dates_idx` over features [T, A, F]; `mask` [T, A] marks valid feature rows."""
+
+    def __init__(self, features: np.ndarray, labels: Labels, mask: np.ndarray, lookback: int,
+                 dates_idx: np.ndarray) -> None:
+        T, A, _ = features.shape
+        dates_idx = np.asarray(dates_idx, dtype=np.int64)
+        if lookback < 1 or mask.shape != (T, A) or labels.next_return.shape != (T, A):
+            raise ValueError(f"windows: shapes disagree (features {features.shape}, mask {mask.shape}, "
+                             f"labels {labels.next_return.shape}, lookback {lookback})")
+        if dates_idx.size and (dates_idx.min() < lookback - 1 or dates_idx.max() >= T):
+            raise ValueError(f"windows: sample dates must lie in [{lookback - 1}, {T - 1}]")
+        self.features, self.labels, self.mask = features, labels, mask
+        self.lookback, self.dates_idx = lookback, dates_idx
+        # [T-L+1, A, L, F], a view: window i covers rows i..i+L-1 and belongs to date i+L-1
+        self.view = sliding_window_view(features, lookback, axis=0).transpose(0, 1, 3, 2)
+
+    def __len__(self) -> int:
+        return len(self.dates_idx)
+
+    def __reduce__(self) -> tuple:
+        # Pickle the base arrays, not the view (pickling a view would materialize every window).
+        return (Windows, (self.features, self.labels, self.mask, self.lookback, self.dates_idx))
+
+    @property
+    def n_assets(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def n_features(self) -> int:
+        return self.features.shape[2]
+
+    def batch(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
+        """The samples at positions `rows` of `dates_idx`."""
+        return self.gather(self.dates_idx[rows])
+
+    def gather(self, date_idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The samples at date indices `date_idx` (int [B])."""
+        t = np.asarray(date_idx, dtype=np.int64).reshape(-1)
+        mask = self.mask[t] & self.mask[t - self.lookback + 1]  # valid at both ends of the window
+        labels = self.labels
+        known = np.isfinite(labels.next_return[t]) & np.isfinite(labels.fwd_return[t])
+        out = {
+            "x": self._gather_x(t),
+            "mask": mask,
+            "asset_ids": np.arange(self.n_assets, dtype=np.int64),
+            "label_mask": mask & known,
+            "direction": labels.direction[t],
+            "regime": labels.regime[t],
+            "date_idx": t,
+        }
+        for name in FLOAT_LABELS:
+            values = getattr(labels, name)[t]
+            out[name] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        return out
+
+    def _gather_x(self, t: np.ndarray) -> np.ndarray:
+        # One strided copy per sample into a C-contiguous [B, A, L, F] batch. (Fancy indexing the
+        # view is as fast but keeps the features' [L, A] memory order, so the batch would not be
+        # contiguous, and making it so costs a second copy.)
+        x = np.empty((len(t), *self.view.shape[1:]), dtype=self.features.dtype)
+        for b, start in enumerate(t - self.lookback + 1):
+            x[b] = self.view[start]
+        return x
+
+
+def ray_dataset(windows: Windows, *, batch_size: int = 256) -> ray.data.Dataset:
+    """A Ray Dataset over the sample dates, each row gathered into one window sample.
+
+    Columns are those of `Windows.batch`, with `asset_ids` repeated per row ([B, A]) because every
+    Ray Data column has a row axis. The windows (feature and label arrays) go to the object store
+    once through `ray.put`; each map_batches task gets them zero-copy from shared memory.
+    """
+    import pyarrow as pa
+    import ray.data
+
+    windows_ref = ray.put(windows)  # once; pickles the base arrays (Windows.__reduce__), not the view
+    dates = ray.data.from_arrow(pa.table({"date_idx": windows.dates_idx}))
+    # The ref travels inside a list so nothing resolves it early: each task reads it zero-copy.
+    return dates.map_batches(_gather_batch, batch_format="numpy", batch_size=batch_size,
+                             fn_kwargs={"windows_ref": [windows_ref]})
+
+
+def _gather_batch(batch: dict[str, np.ndarray], windows_ref: list) -> dict[str, np.ndarray]:
+    import ray
+
+    windows: Windows = ray.get(windows_ref[0])
+    out = windows.gather(batch["date_idx"])
+    out["asset_ids"] = np.broadcast_to(out["asset_ids"], out["mask"].shape).copy()
+    return out

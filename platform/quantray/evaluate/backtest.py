@@ -1,0 +1,160 @@
+"""Backtest strategies side by side on one block of dates, with costs, against baselines.
+
+Every strategy is a positions array `[T, A]` on the same dates and assets; a position held at
+date t earns `asset_returns[t]` = `labels.next_return[t]` (t -> t+1), costs are charged on the
+change of positions (see `metrics.net_returns`). Baselines are built here from information
+known at each date, so they are causal in the same way as the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from quantray.evaluate.metrics import (
+    PERIODS_PER_YEAR,
+    drawdown,
+    equity_curve,
+    net_returns,
+    performance,
+    portfolio_weights,
+)
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    net_returns: np.ndarray  # [T] after costs
+    equity: np.ndarray  # [T] compounded wealth, 1 before the first date
+    drawdown: np.ndarray  # [T] positive fraction below the running peak
+    metrics: dict[str, float]  # metrics.performance on net returns, capital weights, asset returns
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    main: str  # the strategy under evaluation; the others are baselines
+    strategies: dict[str, StrategyResult]  # in the order given, main included
+    dates: np.ndarray | None  # datetime64[D] [T], None when the caller had no calendar
+    cost_bps: float
+
+    @property
+    def baselines(self) -> list[str]:
+        return [name for name in self.strategies if name != self.main]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only (dates as ISO strings)."""
+        return {
+            "main": self.main,
+            "cost_bps": float(self.cost_bps),
+            "dates": None if self.dates is None else [str(d) for d in self.dates.astype("datetime64[D]")],
+            "strategies": {
+                name: {
+                    "metrics": {key: float(value) for key, value in s.metrics.items()},
+                    "net_returns": s.net_returns.tolist(),
+                    "equity": s.equity.tolist(),
+                    "drawdown": s.drawdown.tolist(),
+                }
+                for name, s in self.strategies.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BacktestResult:
+        """Inverse of `to_dict` (e.g. a result read back from a registered model's artifacts)."""
+        dates = data["dates"]
+        return cls(
+            main=data["main"],
+            strategies={
+                name: StrategyResult(
+                    net_returns=np.asarray(s["net_returns"], dtype=np.float64),
+                    equity=np.asarray(s["equity"], dtype=np.float64),
+                    drawdown=np.asarray(s["drawdown"], dtype=np.float64),
+                    metrics=dict(s["metrics"]),
+                )
+                for name, s in data["strategies"].items()
+            },
+            dates=None if dates is None else np.asarray(dates, dtype="datetime64[D]"),
+            cost_bps=float(data["cost_bps"]),
+        )
+
+
+def run_backtest(
+    strategies: Mapping[str, np.ndarray],
+    asset_returns: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    cost_bps: float,
+    dates: np.ndarray | None = None,
+    main: str | None = None,
+    periods_per_year: int = PERIODS_PER_YEAR,
+) -> BacktestResult:
+    """Net returns, equity, drawdown and metrics of each named positions array `[T, A]`.
+
+    `main` (default: the first name) is the strategy under evaluation, the rest are baselines
+    (`equal_weight`, `time_series_momentum`, the best single member, the synthetic oracle...).
+    Turnover and IC are measured on capital weights pos / n_active (`metrics.portfolio_weights`),
+    IC against the returns of active assets only.
+    """
+    if not strategies:
+        raise ValueError("run_backtest needs at least one strategy")
+    main = next(iter(strategies)) if main is None else main
+    if main not in strategies:
+        raise ValueError(f"main strategy {main!r} is not one of {sorted(strategies)}")
+    returns = np.asarray(asset_returns, dtype=np.float64)
+    active = np.ones(returns.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if dates is not None and len(dates) != returns.shape[0]:
+        raise ValueError(f"{len(dates)} dates for {returns.shape[0]} rows of asset_returns")
+    active_returns = np.where(active, returns, np.nan)
+    results = {}
+    for name, positions in strategies.items():
+        if np.shape(positions) != returns.shape:
+            raise ValueError(f"strategy {name!r}: positions {np.shape(positions)} != asset_returns {returns.shape}")
+        net = net_returns(positions, returns, active, cost_bps)
+        weights = portfolio_weights(positions, active)
+        results[name] = StrategyResult(
+            net_returns=net,
+            equity=equity_curve(net),
+            drawdown=drawdown(net),
+            metrics=performance(net, weights, active_returns, periods_per_year),
+        )
+    return BacktestResult(
+        main=main,
+        strategies=results,
+        dates=None if dates is None else np.asarray(dates).astype("datetime64[D]"),
+        cost_bps=float(cost_bps),
+    )
+
+
+def equal_weight(mask: np.ndarray) -> np.ndarray:
+    """Long 1 in every active asset `[T, A]`: equal capital weights, held.
+
+    Positions stay constant while the universe does, so after the first date it pays costs only
+    when an asset enters or leaves (in the objective's convention positions are per-asset
+    targets; the drift of a true buy-and-hold portfolio is not traded or charged).
+    """
+    return np.asarray(mask, dtype=bool).astype(np.float64)
+
+
+def time_series_momentum(next_return: np.ndarray, dates_idx: np.ndarray, lookback: int = 60) -> np.ndarray:
+    """Sign of each asset's trailing `lookback`-day return, known at the close of each date.
+
+    `next_return [T_full, A]` covers the whole history (row s: the return from s to s+1), and
+    `dates_idx [T]` picks the backtest dates in it, so the first backtest dates see the history
+    before the block. The signal at date t compounds next_return[t - lookback : t], i.e. the
+    return from t - lookback to t; rows >= t are never read. The window is cut at the start of
+    the array; unknown (NaN) returns count as 0, so an asset with no history gets position 0.
+    """
+    r = np.asarray(next_return, dtype=np.float64)
+    idx = np.asarray(dates_idx, dtype=np.int64)
+    if r.ndim != 2:
+        raise ValueError(f"next_return must be [T, A], got shape {r.shape}")
+    if lookback < 1:
+        raise ValueError(f"lookback must be >= 1, got {lookback}")
+    if idx.size and (idx.min() < 0 or idx.max() >= r.shape[0]):
+        raise ValueError(f"dates_idx must lie in [0, {r.shape[0]}), got [{idx.min()}, {idx.max()}]")
+    # log growth, clipped above -100% so a wiped-out asset stays finite
+    growth = np.log1p(np.maximum(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0), -1.0 + 1e-12))
+    cumulative = np.concatenate([np.zeros((1, r.shape[1])), np.cumsum(growth, axis=0)])  # row t: sum of rows < t
+    trailing = cumulative[idx] - cumulative[np.maximum(idx - lookback, 0)]
+    return np.sign(trailing)

@@ -1,0 +1,245 @@
+"""Submitting `quantray tune` to a Ray cluster through the Ray Jobs API, and managing jobs.
+
+The job carries the project as its runtime_env working_dir: a staged copy laid out like an
+installed package (`quantray/`, `quantray/models/`) plus the search space under `spaces/`.
+The entrypoint runs `python -m quantray.cli` from that directory, so the submitted code wins
+over whatever quantray version the cluster's image has installed, and Ray puts the same
+directory on every worker's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from quantray.errors import BadInput
+from quantray.jobs import dashboard
+
+SPACES_DIR = "spaces"
+# what never travels with a job: caches, local state, virtual environments
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".quantray", ".venv", ".git", ".pytest_cache", "*.egg-info")
+JOB_ENV_VARS = {
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "1",  # trials' Train runs show in the dashboard
+    "PYTHONUNBUFFERED": "1",  # logs stream as they are written
+}
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """The `quantray tune` options that `submit` forwards (None: the tune default)."""
+
+    data: str | None = None
+    trials: int | None = None
+    experiment: str | None = None
+    gpus_per_trial: float | None = None
+    workers_per_trial: int | None = None
+    tracking_uri: str | None = None
+    storage: str | None = None
+
+
+def tune_arguments(space_in_job: str, options: TuneOptions) -> list[str]:
+    """The `quantray tune` argument list the job runs (it attaches to the job's cluster)."""
+    arguments = ["tune", space_in_job, "--address", "auto"]
+    flags = {
+        "--data": options.data,
+        "--trials": options.trials,
+        "--experiment": options.experiment,
+        "--gpus-per-trial": options.gpus_per_trial,
+        "--workers-per-trial": options.workers_per_trial,
+        "--tracking-uri": options.tracking_uri,
+        "--storage": options.storage,
+    }
+    for flag, value in flags.items():
+        if value is not None:
+            arguments += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return arguments
+
+
+def with_local_defaults(options: TuneOptions, address: str, root: Path) -> TuneOptions:
+    """For the head `quantray cluster start` runs here, keep results where local runs keep theirs.
+
+    Elsewhere the job's defaults apply: its directory, and the cluster's MLFLOW_TRACKING_URI.
+    """
+    from quantray.jobs import local
+
+    state = local.read_state(root)
+    if state is None or not local.is_running(state) or state.dashboard_url != address:
+        return options
+    from quantray.registry.store import tracking_uri
+
+    return dataclasses.replace(
+        options,
+        tracking_uri=options.tracking_uri or tracking_uri(None),
+        storage=options.storage or str((root / ".quantray" / "tune").resolve()),
+    )
+
+
+def cli_entrypoint(arguments: list[str]) -> str:
+    return shlex.join(["python", "-m", "quantray.cli", *arguments])
+
+
+def submission_id(space: Path, now: float | None = None) -> str:
+    """`quantray-tune-<space>-<UTC time>`: recognisable in `ray job list` and the dashboard, and
+    short enough (<= 46 characters) for the Kubernetes names KubeRay derives from a RayJob's."""
+    stem = re.sub(r"[^a-z0-9]+", "-", space.stem.lower()).strip("-")[:16].strip("-") or "space"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"quantray-tune-{stem}-{stamp}"
+
+
+def space_in_job(space: Path) -> str:
+    return f"{SPACES_DIR}/{space.name}"
+
+
+def package_roots() -> tuple[Path, Path]:
+    """Where the installed `quantray` and `quantray.models` packages live (editable or not)."""
+    import quantray
+
+    models = importlib.util.find_spec("quantray.models")
+    if models is None or not models.submodule_search_locations:
+        raise RuntimeError("the quantray.models package cannot be found")
+    return Path(quantray.__file__).parent, Path(list(models.submodule_search_locations)[0])
+
+
+def stage_working_dir(destination: Path, spaces: tuple[Path, ...] = ()) -> Path:
+    """Copy the project into `destination` in installed layout; return `destination`."""
+    package, models = package_roots()
+    shutil.copytree(package, destination / "quantray", ignore=_ignore_nested(models, IGNORED))
+    shutil.copytree(models, destination / "quantray" / "models", ignore=IGNORED, dirs_exist_ok=True)
+    for space in spaces:
+        (destination / SPACES_DIR).mkdir(exist_ok=True)
+        shutil.copy2(space, destination / SPACES_DIR / space.name)
+    return destination
+
+
+def _ignore_nested(models: Path, base: Any) -> Any:
+    """In a regular install quantray/models sits inside quantray/: copy it once, from `models`."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = set(base(directory, names))
+        skipped.update(name for name in names if Path(directory, name).resolve() == models.resolve())
+        return skipped
+
+    return ignore
+
+
+def directory_size(path: Path) -> int:
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+def runtime_env(working_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"working_dir": str(working_dir), "env_vars": {**JOB_ENV_VARS, **(extra_env or {})}}
+
+
+def job_client(address: str, token: str | None) -> Any:
+    """A JobSubmissionClient for `address` that sends the token itself (no process-wide auth state)."""
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address, headers=dashboard.auth_headers(token))
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    address: str
+    upload_bytes: int
+
+
+def submit_entrypoint(
+    address: str,
+    token: str | None,
+    *,
+    entrypoint: str,
+    job_id: str,
+    spaces: tuple[Path, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> Submitted:
+    """Stage the project, check the dashboard answers, and submit `entrypoint` as job `job_id`."""
+    dashboard.check_reachable(address, token)
+    with tempfile.TemporaryDirectory(prefix="quantray-job-") as staging:
+        working_dir = stage_working_dir(Path(staging), spaces)
+        size = directory_size(working_dir)
+        client = job_client(address, token)
+        submitted = client.submit_job(
+            entrypoint=entrypoint,
+            submission_id=job_id,
+            runtime_env=runtime_env(working_dir, extra_env),
+            metadata={"submitted_by": "quantray"},
+        )
+    return Submitted(job_id=submitted, address=address, upload_bytes=size)
+
+
+def validate_space(space: Path) -> None:
+    """Fail here, before contacting the cluster, when the space file is missing or malformed."""
+    if not space.is_file():
+        raise BadInput(f"{space}: no such search-space file")
+    from quantray.tune.space import load_space
+
+    load_space(space)
+
+
+def submit_tune(address: str, token: str | None, space: Path, options: TuneOptions, *, now: float | None = None) -> Submitted:
+    """Submit `quantray tune SPACE ...` as a Ray job; the space travels with the project copy."""
+    validate_space(space)
+    entrypoint = cli_entrypoint(tune_arguments(space_in_job(space), options))
+    return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=submission_id(space, now), spaces=(space,))
+
+
+def list_jobs(address: str, token: str | None) -> list[dict[str, Any]]:
+    dashboard.check_reachable(address, token)
+    return dashboard.jobs(address, token)
+
+
+def job_logs(address: str, token: str | None, job_id: str) -> str:
+    dashboard.check_reachable(address, token)
+    client = job_client(address, token)
+    _require_job(client, job_id, address)
+    return client.get_job_logs(job_id)
+
+
+def follow_logs(address: str, token: str | None, job_id: str) -> Iterator[str]:
+    """Yield log chunks as the job writes them, until it ends."""
+    dashboard.check_reachable(address, token)
+    client = job_client(address, token)
+    _require_job(client, job_id, address)
+    stream = client.tail_job_logs(job_id)
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(stream.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(stream.aclose())
+        loop.close()
+
+
+def stop_job(address: str, token: str | None, job_id: str) -> bool:
+    dashboard.check_reachable(address, token)
+    client = job_client(address, token)
+    _require_job(client, job_id, address)
+    return bool(client.stop_job(job_id))
+
+
+def job_status(address: str, token: str | None, job_id: str) -> str:
+    client = job_client(address, token)
+    return str(_require_job(client, job_id, address).status.value)
+
+
+def _require_job(client: Any, job_id: str, address: str) -> Any:
+    try:
+        return client.get_job_info(job_id)
+    except RuntimeError as exc:  # the SDK raises RuntimeError for a 404
+        if "404" in str(exc) or "does not exist" in str(exc):
+            raise BadInput(f"no job {job_id!r} on the Ray cluster at {address}") from exc
+        raise
+

@@ -1,0 +1,144 @@
+"""Features are causal, correct where checked by hand, and train scalers see only training dates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import pywt
+from data_helpers import late_start_panel, perturbed_after
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantray.config import FeatureConfig
+from quantray.data.features import apply_scaler, build_features, fit_scaler
+from quantray.data.panel import Panel
+from quantray.errors import BadInput
+
+PANEL = late_start_panel(days=330)
+SHORT_NORM = FeatureConfig(norm_window=60)  # several robust refreshes inside a short panel
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    t=st.integers(min_value=0, max_value=PANEL.n_dates - 2),
+    normalization=st.sampled_from(["rolling_robust", "rolling_zscore", "none"]),
+    seed=st.integers(0, 2**31 - 1),
+    truncate=st.booleans(),
+)
+def test_features_at_or_before_t_ignore_everything_after_t(t, normalization, seed, truncate):
+    cfg = FeatureConfig(norm_window=60, normalization=normalization)
+    full = build_features(PANEL, cfg)
+    if truncate:
+        other = build_features(PANEL.head(t + 1), cfg)
+    else:
+        rng = np.random.default_rng(seed)
+        factor = np.exp(rng.normal(0.0, 0.2, PANEL.mask.shape))
+        other = build_features(perturbed_after(PANEL, t, factor, rng.uniform(0.1, 10.0, PANEL.mask.shape)), cfg)
+    assert other.names == full.names
+    np.testing.assert_array_equal(other.values[:t + 1], full.values[:t + 1])
+    np.testing.assert_array_equal(other.valid[:t + 1], full.valid[:t + 1])
+
+
+def test_perturbing_the_past_does_change_features():
+    """The causality property is not vacuous: data at t does move features at t."""
+    rng = np.random.default_rng(0)
+    t = 250
+    factor = np.ones(PANEL.mask.shape)
+    factor[:t] = np.exp(rng.normal(0, 0.2, (t, PANEL.n_assets)))
+    changed = perturbed_after(PANEL, -1, factor, np.ones(PANEL.mask.shape))
+    a, b = build_features(PANEL, SHORT_NORM), build_features(changed, SHORT_NORM)
+    assert not np.array_equal(a.values[t - 1], b.values[t - 1])
+
+
+def test_default_feature_names():
+    features = build_features(PANEL)
+    assert features.names == (
+        "log_return", "intraday_return", "overnight_return", "range", "mean_return_10", "mean_return_20",
+        "volatility_10", "volatility_20", "volume_z_20", "volume_z_50", "return_x_volume", "rsi_14",
+        "macd", "macd_hist", "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
+    assert features.values.dtype == np.float32 and features.values.shape == (*PANEL.mask.shape, 18)
+
+
+def test_close_only_panel_drops_the_features_that_need_other_fields():
+    close_only = Panel(PANEL.dates, PANEL.assets, ("close",), PANEL.values[:, :, [3]], PANEL.mask)
+    features = build_features(close_only, SHORT_NORM)
+    assert features.names == ("log_return", "mean_return_10", "mean_return_20", "volatility_10", "volatility_20",
+                              "rsi_14", "macd", "macd_hist", "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
+    assert features.valid.any()
+
+
+def test_invalid_rows_are_zero_and_valid_rows_finite_and_clipped():
+    features = build_features(PANEL, SHORT_NORM)
+    assert not features.valid[~PANEL.mask].any()  # not traded -> not valid
+    assert not features.valid[:40, 2].any()  # before inception + warm-up
+    assert np.all(features.values[~features.valid] == 0)
+    assert np.isfinite(features.values).all()
+    assert np.abs(features.values).max() <= SHORT_NORM.clip
+    assert features.valid[200:, :2].all()
+
+
+def test_raw_features_match_direct_computations():
+    raw = build_features(PANEL, FeatureConfig(normalization="none"))
+    close = pd.DataFrame(PANEL.field("close")[:, 0])
+    log_ret = np.log(close).diff()
+    col = {name: raw.values[:, 0, j] for j, name in enumerate(raw.names)}
+    t = 300
+    np.testing.assert_allclose(col["log_return"][t], log_ret.iloc[t, 0], rtol=1e-5)
+    np.testing.assert_allclose(col["mean_return_20"][t], log_ret.rolling(20).mean().iloc[t, 0], rtol=1e-4)
+    np.testing.assert_allclose(col["volatility_10"][t], log_ret.rolling(10).std().iloc[t, 0], rtol=1e-4)
+    lv = np.log1p(pd.Series(PANEL.field("volume")[:, 0]))
+    z = (lv - lv.rolling(50).mean()) / lv.rolling(50).std()
+    np.testing.assert_allclose(col["volume_z_50"][t], z.iloc[t], rtol=1e-4)
+    window = np.array(log_ret.iloc[t - 31:t + 1, 0])
+    coeffs = pywt.wavedec(window, "db2", level=3)
+    np.testing.assert_allclose(col["wavelet_d1"][t], np.log(np.mean(coeffs[-1] ** 2) + 1e-12), rtol=1e-4)
+    np.testing.assert_allclose(col["wavelet_a3"][t], np.log(np.mean(coeffs[0] ** 2) + 1e-12), rtol=1e-4)
+    gains, losses = log_ret.clip(lower=0), (-log_ret).clip(lower=0)
+    g, lo = gains.ewm(alpha=1 / 14, adjust=False).mean(), losses.ewm(alpha=1 / 14, adjust=False).mean()
+    rsi = 100 - 100 / (1 + g / lo)
+    np.testing.assert_allclose(col["rsi_14"][t], (rsi.iloc[t, 0] - 50) / 50, rtol=1e-4)
+
+
+def test_rolling_robust_is_median_and_iqr_of_a_trailing_window():
+    raw = build_features(PANEL, FeatureConfig(normalization="none", norm_window=60))
+    scaled = build_features(PANEL, SHORT_NORM)
+    j, a = raw.names.index("range"), 0
+    t = 21 * 10  # a refresh date: the statistics come from rows t-59..t
+    window = raw.values[t - 59:t + 1, a, j]
+    q25, q50, q75 = np.percentile(window, [25, 50, 75])
+    expected = np.clip((raw.values[t, a, j] - q50) / ((q75 - q25) / 1.349), -5, 5)
+    np.testing.assert_allclose(scaled.values[t, a, j], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_train_scaler_sees_only_training_dates():
+    cfg = FeatureConfig(normalization="train_robust")
+    train = np.arange(100, 220)
+    base = build_features(PANEL, cfg)
+    rng = np.random.default_rng(1)
+    # change everything after the training block: validation and test data
+    changed = build_features(perturbed_after(PANEL, int(train[-1]), np.exp(rng.normal(0, 0.3, PANEL.mask.shape)),
+                                             rng.uniform(0.1, 10, PANEL.mask.shape)), cfg)
+    for method in ("robust", "zscore"):
+        s1, s2 = fit_scaler(base, train, method), fit_scaler(changed, train, method)
+        np.testing.assert_array_equal(s1.center, s2.center)
+        np.testing.assert_array_equal(s1.scale, s2.scale)
+    assert not np.array_equal(base.values[250:], changed.values[250:])  # the change was real
+    # and the scaler is computed from exactly those rows
+    scaler = fit_scaler(base, train, "zscore")
+    rows = base.values[train, 0].astype(np.float64)
+    np.testing.assert_allclose(scaler.center[0], rows.mean(axis=0), rtol=1e-6, atol=1e-9)
+    scaled = apply_scaler(base, scaler)
+    assert np.abs(scaled.values).max() <= 5.0 and np.all(scaled.values[~base.valid] == 0)
+
+
+@pytest.mark.parametrize("cfg, key", [
+    (FeatureConfig(names=("log_return", "nope")), "features.names"),
+    (FeatureConfig(normalization="minmax"), "features.normalization"),
+    (FeatureConfig(wavelet_levels=9), "features.wavelet_levels"),
+    (FeatureConfig(wavelet="nope"), "features.wavelet"),
+    (FeatureConfig(windows=(1,)), "features.windows"),
+])
+def test_bad_feature_config_names_the_key(cfg, key):
+    with pytest.raises(BadInput, match=key):
+        build_features(PANEL, cfg)
