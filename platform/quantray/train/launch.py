@@ -108,7 +108,7 @@ class WorkerSession:
         for batch in shard.iter_batches(batch_size=self._config.optim.batch_dates, batch_format="numpy",
                                         prefetch_batches=2):
             if len(batch["x"]) >= 2:
-                yield _squeeze_asset_ids(batch)
+                yield _as_loop_batch(batch)
 
     def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module":
         import ray.train.torch
@@ -155,13 +155,14 @@ def _copy_out(checkpoint: Any) -> Path | None:
     return target
 
 
-def _squeeze_asset_ids(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Ray Data stores asset ids per row [B, A]; the models take them once [A]."""
-    ids = batch.get("asset_ids")
-    if ids is not None and ids.ndim == 2:
-        batch = dict(batch)
-        batch["asset_ids"] = ids[0]
-    return batch
+def _as_loop_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A Ray Data batch in the loop's layout: rows in date order (Ray Data does not promise
+    order, and the objective's turnover compares consecutive rows); asset ids once, [A]."""
+    order = np.argsort(batch["date_idx"], kind="stable")
+    out = {key: value[order] for key, value in batch.items()}
+    if out["asset_ids"].ndim == 2:  # Ray Data stores them per row
+        out["asset_ids"] = out["asset_ids"][0]
+    return out
 
 
 def _device() -> str:

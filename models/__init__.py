@@ -1,0 +1,63 @@
+"""Model families for multi-asset windows; see docs/models.md for the contract.
+
+    model = build("transformer", n_assets=10, n_features=16, lookback=64, d_model=64)
+    out = model(x[B, A, L, F], asset_ids[A], mask[B, A])   # -> Output(embedding, position, heads, attention)
+
+Importing this package is cheap: a family's module (and torch) is imported by `build`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import numbers
+from typing import TYPE_CHECKING, Any
+
+from quantray.errors import BadInput
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FAMILIES: tuple[str, ...] = ("transformer", "gnn", "multitask", "hybrid", "cnn_lstm")
+
+_CLASSES: dict[str, tuple[str, str]] = {
+    "transformer": ("quantray.models.transformer", "TransformerModel"),
+    "gnn": ("quantray.models.gnn", "GraphAttentionModel"),
+    "multitask": ("quantray.models.multitask", "MultiTaskModel"),
+    "hybrid": ("quantray.models.hybrid", "HybridModel"),
+    "cnn_lstm": ("quantray.models.cnn_lstm", "CnnLstmModel"),
+}
+_SHAPE_ARGS = ("n_assets", "n_features", "lookback")
+
+
+def family_class(family: str) -> type:
+    if family not in _CLASSES:
+        raise BadInput(f"unknown model family {family!r} (expected one of: {', '.join(FAMILIES)})")
+    module, name = _CLASSES[family]
+    return getattr(importlib.import_module(module), name)
+
+
+def defaults(family: str) -> dict[str, Any]:
+    """The architecture arguments of `family` with their default values."""
+    parameters = inspect.signature(family_class(family)).parameters.values()
+    return {p.name: p.default for p in parameters if p.name not in _SHAPE_ARGS}
+
+
+def build(family: str, *, n_assets: int, n_features: int, lookback: int, **arch: Any) -> "nn.Module":
+    """Build a `family` model for windows [B, n_assets, lookback, n_features].
+
+    `arch` holds architecture arguments only; an unknown one raises BadInput (a ValueError)
+    naming it, and so does a bad value.
+    """
+    known = defaults(family)
+    for key in arch:
+        if key not in known:
+            raise BadInput(
+                f"unknown architecture argument {key!r} for family {family!r} "
+                f"(expected one of: {', '.join(known)})"
+            )
+    for name, value in (("n_assets", n_assets), ("n_features", n_features), ("lookback", lookback)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise BadInput(f"{name} must be a positive integer, got {value!r}")
+    shape = {"n_assets": int(n_assets), "n_features": int(n_features), "lookback": int(lookback)}
+    return family_class(family)(**shape, **arch)

@@ -1,0 +1,115 @@
+"""hybrid: LSTM + transformer encoder, cross-attention to static and calendar context,
+mixture-of-experts multi-horizon heads.
+
+x [B, A, L, F] -> stem (RevIN on, projection, ticker embedding) -> LSTM -> positional encoding ->
+self-attention layers -> every step cross-attends to context tokens -> attention pooling ->
+embedding [B, A, D].
+
+Context tokens: the static token is the asset's ticker embedding; the calendar tokens describe
+each step's place in the window. The model contract carries no dates, so calendar context is
+derived from the position in the window: for a step τ trading days before the decision date,
+sin/cos(2πτ/P) for P = 5, 21, 63, 252 (week, month, quarter, year), projected to D.
+
+Heads: a multi-gate mixture of experts gives each task its own mix of shared experts. The
+"horizons" task scores the asset over `n_horizons` latent horizons (heads["horizons"]
+[B, A, n_horizons], trained only through the position, which is tanh of a learned combination
+of them); direction, volatility, volume and regime are the usual task heads. Assets are encoded
+independently; only the regime head pools over the (unmasked) assets of a date.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from quantray.models.blocks import (
+    TASKS,
+    EncoderStack,
+    InputStem,
+    MixtureOfExperts,
+    Output,
+    Pooling,
+    PositionalEncoding,
+    TaskHeads,
+    check_dropout,
+    check_heads,
+    check_int,
+    zero_masked,
+)
+
+CALENDAR_PERIODS: tuple[int, ...] = (5, 21, 63, 252)  # trading days in a week, month, quarter, year
+
+
+def calendar_features(steps: int, device: torch.device) -> Tensor:
+    """[steps, 2·len(CALENDAR_PERIODS)]: sin/cos of each step's lag before the window's end."""
+    lag = torch.arange(steps - 1, -1, -1, dtype=torch.float32, device=device)[:, None]
+    angle = 2 * math.pi * lag / torch.tensor(CALENDAR_PERIODS, dtype=torch.float32, device=device)
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+class HybridModel(nn.Module):
+    def __init__(
+        self,
+        *,
+        n_assets: int,
+        n_features: int,
+        lookback: int,
+        d_model: int = 32,
+        n_heads: int = 4,
+        lstm_layers: int = 1,
+        transformer_layers: int = 1,
+        ff_mult: int = 2,
+        dropout: float = 0.1,
+        n_experts: int = 4,
+        n_horizons: int = 3,
+        positional: str = "sinusoidal",
+        revin: bool = True,
+    ) -> None:
+        super().__init__()
+        check_heads(d_model, n_heads)
+        check_int("lstm_layers", lstm_layers, 1)
+        check_int("transformer_layers", transformer_layers, 0)
+        check_int("ff_mult", ff_mult, 1)
+        check_int("n_experts", n_experts, 1)
+        check_int("n_horizons", n_horizons, 1)
+        check_dropout(dropout)
+        self.embedding_dim = d_model
+        self.stem = InputStem(n_assets, n_features, d_model, revin)
+        self.lstm = nn.LSTM(d_model, d_model, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0)
+        self.positional = PositionalEncoding(lookback, d_model, positional)
+        self.encoder = EncoderStack(d_model, n_heads, transformer_layers, ff_mult, dropout)
+        self.calendar = nn.Linear(2 * len(CALENDAR_PERIODS), d_model)
+        self.context_norm = nn.LayerNorm(d_model)
+        self.context_attention = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.pool = Pooling(d_model, "attention")
+        self.norm = nn.LayerNorm(d_model)
+        self.moe = MixtureOfExperts(d_model, n_experts, ("horizons",) + TASKS, ff_mult, dropout)
+        self.horizons = nn.Linear(d_model, n_horizons)
+        self.position_mix = nn.Linear(n_horizons, 1)
+        self.heads = TaskHeads(d_model, dropout)
+
+    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
+        B, A = mask.shape
+        L = x.shape[2]
+        h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
+        h, _ = self.lstm(h)
+        h = self.encoder(self.positional(h))
+        h = h + self.attend_to_context(h, asset_ids, B, L)
+        embedding = zero_masked(self.norm(self.pool(h)).unflatten(0, (B, A)), mask)
+
+        per_task = self.moe(embedding)
+        horizons = zero_masked(self.horizons(per_task["horizons"]), mask)  # [B, A, n_horizons]
+        position = zero_masked(torch.tanh(self.position_mix(horizons).squeeze(-1)), mask)
+        heads = self.heads(per_task, mask)
+        heads["horizons"] = horizons
+        return Output(embedding, position, heads)
+
+    def attend_to_context(self, h: Tensor, asset_ids: Tensor, B: int, L: int) -> Tensor:
+        """Each step of h [B·A, L, D] attends to [ticker token, L calendar tokens]."""
+        static = self.stem.ticker(asset_ids)[None, :, None, :].expand(B, -1, 1, -1).flatten(0, 1)  # [B·A, 1, D]
+        calendar = self.calendar(calendar_features(L, h.device)).expand(h.shape[0], L, -1)  # [B·A, L, D]
+        context = torch.cat([static, calendar], dim=1)
+        mixed, _ = self.context_attention(self.context_norm(h), context, context, need_weights=False)
+        return mixed

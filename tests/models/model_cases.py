@@ -1,0 +1,64 @@
+"""Small model sizes and random multi-asset batches shared by the model tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from quantray import models
+
+B, A, L, F = 6, 5, 12, 4
+
+# Every family at a test size; the extra cases switch on the non-default options.
+SMALL: dict[str, dict[str, Any]] = {
+    "transformer": {"d_model": 16, "n_heads": 2},
+    "gnn": {"d_model": 16, "n_heads": 2, "top_k": 2},
+    "multitask": {"d_model": 16, "n_heads": 2},
+    "hybrid": {"d_model": 16, "n_heads": 2, "n_experts": 2},
+    "cnn_lstm": {"d_model": 16, "kernel_size": 3},
+}
+OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("transformer", {"pooling": "cls", "positional": "learned", "revin": False, "cross_layers": 2}),
+    ("transformer", {"pooling": "last", "temporal_layers": 2}),
+    ("gnn", {"corr_window": 6, "graph_layers": 1, "pooling": "cls", "revin": False}),
+    ("multitask", {"bidirectional": True, "moe_experts": 3, "lstm_layers": 2}),
+    ("hybrid", {"positional": "learned", "revin": False, "transformer_layers": 2}),
+    ("cnn_lstm", {"revin": True, "conv_layers": 3, "lstm_layers": 2}),
+]
+MIXING = ("transformer", "gnn")  # families that exchange information across assets
+
+
+def build_small(family: str, **arch: Any) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.build(family, n_assets=A, n_features=F, lookback=L, **{**SMALL[family], **arch})
+
+
+def random_inputs(seed: int = 0, batch: int = B) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [batch, A, L, F], asset ids [A] (0..A-1 in a random order), mask [batch, A] with some
+    assets masked and asset 0 always active."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, A, L, F, generator=generator)
+    asset_ids = torch.randperm(A, generator=generator)
+    mask = torch.rand(batch, A, generator=generator) > 0.3
+    mask[:, 0] = True  # at least one active asset per date
+    return x, asset_ids, mask
+
+
+def random_labels(mask: torch.Tensor, seed: int = 1) -> dict[str, torch.Tensor]:
+    """The label keys of a data batch (docs/architecture.md), some of them unknown."""
+    generator = torch.Generator().manual_seed(seed)
+    n, a = mask.shape
+    direction = torch.randint(0, 3, (n, a), generator=generator)
+    direction[0, 0] = -1
+    regime = torch.randint(0, 3, (n,), generator=generator)
+    regime[-1] = -1
+    return {
+        "mask": mask,
+        "next_return": torch.randn(n, a, generator=generator) * 0.02,
+        "direction": direction,
+        "volatility": torch.rand(n, a, generator=generator) * 0.03,
+        "volume": torch.randn(n, a, generator=generator),
+        "regime": regime,
+        "label_mask": torch.rand(n, a, generator=generator) > 0.1,
+    }
