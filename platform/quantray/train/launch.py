@@ -71,7 +71,9 @@ def run_torch_trainer(config: TrainConfig, *, name: str, storage: str, in_tune: 
         train_loop_config=to_dict(config),
         scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=use_gpu,
                                                resources_per_worker=resources),
-        datasets={"train": ray_dataset(data.windows("train"))},
+        # Materialized here, before the workers hold their CPUs: a streaming dataset's map tasks
+        # would wait for a CPU that DDP workers never release (a hang on a 2-CPU machine).
+        datasets={"train": ray_dataset(data.windows("train")).materialize()},
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage,

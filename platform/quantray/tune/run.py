@@ -95,7 +95,7 @@ def run_tune(request: TuneRequest) -> TuneSummary:
         seed = int(space.raw.get("seed", 0))
         searcher = OptunaSearch(space=space.suggest, metric=METRIC, mode=MODE, sampler=_tpe(seed, space.budget.trials))
         scheduler = (ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration",
-                                   max_t=_epochs(space), grace_period=space.asha.grace_period,
+                                   max_t=space.asha.max_t or _epochs(space), grace_period=space.asha.grace_period,
                                    reduction_factor=space.asha.reduction_factor)
                      if space.asha.enabled else FIFOScheduler())
         tuner = tune.Tuner(
@@ -161,8 +161,10 @@ def _with_overrides(space: SearchSpace, request: TuneRequest) -> SearchSpace:
 def _trial_resources(space: SearchSpace) -> dict[str, float]:
     resources = space.resources
     if resources.workers > 1:
-        # the trial only drives a TorchTrainer, whose workers hold the resources (Ray needs a non-empty bundle)
-        return {"CPU": 0.01}
+        # The trial only drives a TorchTrainer whose workers hold the CPUs/GPUs. Even 0.01 CPU here
+        # would leave 2 workers unplaceable on a 2-CPU node, and Ray refuses an empty bundle: so the
+        # trial reserves a little memory instead.
+        return {"CPU": 0.0, "memory": 64 * 2**20}
     return {"CPU": resources.cpus_per_worker, "GPU": resources.gpus_per_worker}
 
 

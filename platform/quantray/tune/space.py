@@ -39,6 +39,7 @@ class AshaConfig:
     enabled: bool = True
     grace_period: int = 2  # epochs every trial runs before it can be stopped
     reduction_factor: int = 2
+    max_t: int = 0  # epochs after which ASHA stops any trial; 0 = the space's epochs
 
 
 @dataclass(frozen=True)
