@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantray.evaluate.commands",
     "quantray.registry.commands",
     "quantray.jobs.commands",
+    "quantray.quickstart",
 )
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2

@@ -42,7 +42,7 @@ def load_trials(experiment: str, storage: Path) -> Trials:
     """Every trial of `experiment` under `storage`, in the order they were created."""
     from ray.tune import ExperimentAnalysis
 
-    path = Path(storage) / experiment
+    path = Path(storage).resolve() / experiment  # Ray reads a relative path as a URI without a scheme
     if not path.is_dir():
         raise BadInput(f"experiment '{experiment}': not found under {Path(storage).resolve()}")
     analysis = ExperimentAnalysis(str(path))

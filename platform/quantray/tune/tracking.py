@@ -31,9 +31,10 @@ class MlflowTrialLogger(Callback):
     def setup(self, **info: Any) -> None:
         from mlflow.tracking import MlflowClient
 
+        from quantray.registry.store import experiment_id
+
         self._client = MlflowClient(tracking_uri=self._uri)
-        found = self._client.get_experiment_by_name(self._experiment)
-        self._experiment_id = found.experiment_id if found else self._client.create_experiment(self._experiment)
+        self._experiment_id = experiment_id(self._client, self._experiment)  # artifacts beside the store
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         existing = self._client.search_runs([self._experiment_id], f"tags.trial_id = '{trial.trial_id}'", max_results=1)

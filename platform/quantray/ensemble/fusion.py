@@ -1,0 +1,305 @@
+"""Fuse frozen members into one strategy, fit on the validation block only.
+
+Three methods:
+- `concat`: the members' embeddings, concatenated per asset [T, A, ΣD], through a small MLP
+  head to a tanh position; trained on the Sharpe term of the objective;
+- `attention`: a learned query scores each member's (projected) embedding per asset, a softmax
+  over members mixes them, and the same kind of head maps the mix to a position;
+- `greedy`: Caruana et al. (2004) ensemble selection with replacement over the members'
+  positions, maximizing the validation net Sharpe; no trainable part.
+
+Members never change: their weights are frozen and they run in eval mode, so the fusion can only
+learn how to combine them. The heads are small `nn.Module`s without I/O; saving lives in
+quantray.ensemble.artifact. (This module imports torch; the CLI imports it inside its handlers.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from quantray.data.windows import Windows
+    from quantray.train.checkpoint import Member
+
+METHODS: tuple[str, ...] = ("concat", "attention", "greedy")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How a fusion is fit; stored in ensemble.json so a head can be rebuilt before its weights load."""
+
+    hidden: int = 32
+    dropout: float = 0.1
+    epochs: int = 40
+    batch_dates: int = 64  # consecutive validation dates per step (turnover is defined inside)
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    seed: int = 0
+    greedy_rounds: int = 50  # ensemble-selection steps; the best prefix is kept
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class FusionOutput:
+    positions: np.ndarray  # [T, A] in [-1, 1], 0 for masked assets
+    embeddings: np.ndarray | None  # [T, A, E] fused embeddings, when asked for
+    member_weights: np.ndarray | None  # [T, A, M] attention over members (attention method only)
+
+
+@dataclass
+class MemberOutputs:
+    """What the frozen members say about one block of windows."""
+
+    positions: np.ndarray  # [M, T, A]
+    embeddings: list[np.ndarray] | None  # M arrays [T, A, D_m], when asked for
+
+
+def run_members(members: Sequence["Member"], windows: "Windows", *, embeddings: bool) -> MemberOutputs:
+    from quantray.train.inference import run_model
+
+    runs = [run_model(m.model, windows, embeddings=embeddings) for m in members]
+    return MemberOutputs(
+        positions=np.stack([r.positions for r in runs]),
+        embeddings=[r.embeddings for r in runs] if embeddings else None,
+    )
+
+
+def freeze(members: Sequence["Member"]) -> None:
+    for member in members:
+        member.model.eval()
+        for p in member.model.parameters():
+            p.requires_grad_(False)
+
+
+class EnsembleModel:
+    """Frozen members plus their fusion: positions (and fused embeddings) for any Windows."""
+
+    def __init__(self, members: Sequence["Member"], method: str, head: nn.Module | None,
+                 weights: np.ndarray, config: FusionConfig) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown fusion method {method!r} (expected one of: {', '.join(METHODS)})")
+        if (head is None) != (method == "greedy"):
+            raise ValueError(f"method {method!r} {'needs' if head is None else 'takes no'} head")
+        self.members = list(members)
+        self.method = method
+        self.head = head
+        self.weights = np.asarray(weights, dtype=np.float64)  # [M]: what each member contributes
+        self.config = config
+        freeze(self.members)
+        if head is not None:
+            head.eval()
+
+    def run(self, windows: "Windows", *, embeddings: bool = False) -> FusionOutput:
+        """Positions [T, A] for every sample of `windows`, in date order, without gradients."""
+        mask = block_labels(windows)["mask"]
+        outputs = run_members(self.members, windows, embeddings=embeddings or self.head is not None)
+        if self.head is None:
+            return FusionOutput(
+                positions=greedy_positions(outputs.positions, self.weights) * mask,
+                embeddings=weighted_concat(outputs.embeddings, self.weights) * mask[..., None] if embeddings else None,
+                member_weights=None,
+            )
+        return apply_head(self.head, outputs.embeddings, mask, embeddings=embeddings)
+
+
+# ---- heads -------------------------------------------------------------------------------------
+
+class ConcatHead(nn.Module):
+    """LayerNorm(concatenated member embeddings) -> Linear -> GELU -> Linear -> tanh position."""
+
+    def __init__(self, dims: Sequence[int], hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.dims = tuple(int(d) for d in dims)
+        self.norm = nn.LayerNorm(sum(self.dims))
+        self.body = nn.Sequential(nn.Linear(sum(self.dims), hidden), nn.GELU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, embeddings: list[torch.Tensor], mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(position [B, A], fused embedding [B, A, H], None) from member embeddings [B, A, D_m]."""
+        hidden = self.body(self.norm(torch.cat(embeddings, dim=-1)))
+        position = torch.tanh(self.out(hidden).squeeze(-1)) * mask
+        return position, hidden * mask[..., None], None
+
+    def member_weights(self) -> np.ndarray:
+        """Share of the first layer's squared weight norm that reads each member's block [M]."""
+        norms = self.body[0].weight.detach().pow(2).sum(dim=0).cpu().numpy()
+        bounds = np.cumsum([0, *self.dims])
+        share = np.array([norms[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
+        return share / share.sum()
+
+
+class AttentionHead(nn.Module):
+    """Per asset, a softmax over members of a learned query's scores mixes their embeddings."""
+
+    def __init__(self, dims: Sequence[int], hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.dims = tuple(int(d) for d in dims)
+        # members' embeddings differ in size and scale: normalize, then project into one space
+        self.project = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden)) for d in self.dims)
+        self.key = nn.Linear(hidden, hidden, bias=False)
+        self.query = nn.Parameter(torch.randn(hidden) / math.sqrt(hidden))
+        self.body = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, embeddings: list[torch.Tensor], mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(position [B, A], fused embedding [B, A, H], weights over members [B, A, M])."""
+        values = torch.stack([proj(e) for proj, e in zip(self.project, embeddings)], dim=-2)  # [B, A, M, H]
+        scores = self.key(values) @ self.query / math.sqrt(values.shape[-1])  # [B, A, M]
+        weights = torch.softmax(scores, dim=-1)
+        hidden = self.body((weights[..., None] * values).sum(dim=-2))
+        position = torch.tanh(self.out(hidden).squeeze(-1)) * mask
+        return position, hidden * mask[..., None], weights
+
+
+HEADS: dict[str, type[nn.Module]] = {"concat": ConcatHead, "attention": AttentionHead}
+
+
+def build_head(method: str, dims: Sequence[int], config: FusionConfig) -> nn.Module:
+    """A freshly initialised head for `method` over members with embedding sizes `dims`."""
+    if method not in HEADS:
+        raise ValueError(f"method {method!r} has no head")
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(config.seed)
+        return HEADS[method](dims, config.hidden, config.dropout)
+
+
+def apply_head(head: nn.Module, member_embeddings: list[np.ndarray], mask: np.ndarray, *,
+               embeddings: bool, batch_size: int = 512) -> FusionOutput:
+    head.eval()
+    positions, fused, weights = [], [], []
+    with torch.no_grad():
+        for start in range(0, mask.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            pos, hidden, w = head([torch.as_tensor(e[rows]) for e in member_embeddings], torch.as_tensor(mask[rows]))
+            positions.append(pos.numpy())
+            fused.append(hidden.numpy())
+            if w is not None:
+                weights.append(w.numpy())
+    n_assets = mask.shape[1]
+    return FusionOutput(
+        positions=np.concatenate(positions) if positions else np.zeros((0, n_assets), np.float32),
+        embeddings=(np.concatenate(fused) if fused else np.zeros((0, n_assets, 0), np.float32)) if embeddings else None,
+        member_weights=np.concatenate(weights) if weights else None,
+    )
+
+
+# ---- fitting -----------------------------------------------------------------------------------
+
+def fit_fusion(members: Sequence["Member"], windows: "Windows", method: str, *, cost_bps: float,
+               config: FusionConfig = FusionConfig()) -> EnsembleModel:
+    """Fit `method` on `windows` (the validation block) and return the fused model."""
+    if method not in METHODS:
+        raise ValueError(f"unknown fusion method {method!r} (expected one of: {', '.join(METHODS)})")
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    freeze(members)
+    labels = block_labels(windows)
+    outputs = run_members(members, windows, embeddings=method != "greedy")
+    if method == "greedy":
+        weights = greedy_weights(outputs.positions, labels["next_return"], labels["mask"], cost_bps,
+                                 rounds=config.greedy_rounds)
+        return EnsembleModel(members, method, None, weights, config)
+    head = build_head(method, [e.shape[-1] for e in outputs.embeddings], config)
+    train_head(head, outputs.embeddings, labels["next_return"], labels["mask"], cost_bps, config)
+    if method == "attention":
+        weights = apply_head(head, outputs.embeddings, labels["mask"], embeddings=False).member_weights
+        weights = mean_member_weights(weights, labels["mask"])
+    else:
+        weights = head.member_weights()
+    return EnsembleModel(members, method, head, weights, config)
+
+
+def block_labels(windows: "Windows", chunk: int = 256) -> dict[str, np.ndarray]:
+    """next_return and mask [T, A] of every sample, gathered in chunks (one batch of all x is big)."""
+    rows = np.arange(len(windows))
+    parts = [windows.batch(rows[i:i + chunk]) for i in range(0, len(rows), chunk)]
+    if not parts:
+        return {"next_return": np.zeros((0, windows.n_assets), np.float32),
+                "mask": np.zeros((0, windows.n_assets), bool)}
+    return {key: np.concatenate([p[key] for p in parts]) for key in ("next_return", "mask")}
+
+
+def mean_member_weights(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Average attention over members [M] across the active (date, asset) pairs."""
+    active = weights[mask]
+    return active.mean(axis=0) if len(active) else np.full(weights.shape[-1], 1.0 / weights.shape[-1])
+
+
+def train_head(head: nn.Module, member_embeddings: list[np.ndarray], next_return: np.ndarray,
+               mask: np.ndarray, cost_bps: float, config: FusionConfig) -> list[float]:
+    """Maximize the net Sharpe of the head's positions on consecutive-date batches; losses per epoch."""
+    from quantray.train.loop import consecutive_batches
+    from quantray.train.losses import portfolio_returns, sharpe_ratio
+
+    embeddings = [torch.as_tensor(e, dtype=torch.float32) for e in member_embeddings]
+    returns = torch.as_tensor(next_return, dtype=torch.float32)
+    active = torch.as_tensor(mask, dtype=torch.bool)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed)
+    history = []
+    with torch.random.fork_rng(devices=[]):  # dropout draws are seeded too, the caller's RNG untouched
+        torch.manual_seed(config.seed)
+        head.train()
+        for _ in range(config.epochs):
+            losses = []
+            for rows in consecutive_batches(len(returns), config.batch_dates, rng):
+                rows = torch.as_tensor(rows)
+                position, _, _ = head([e[rows] for e in embeddings], active[rows])
+                loss = -sharpe_ratio(portfolio_returns(position, returns[rows], active[rows], cost_bps))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            history.append(float(np.mean(losses)) if losses else math.nan)
+    head.eval()
+    return history
+
+
+# ---- greedy ensemble selection -----------------------------------------------------------------
+
+def greedy_weights(member_positions: np.ndarray, asset_returns: np.ndarray, mask: np.ndarray,
+                   cost_bps: float, *, rounds: int = 50) -> np.ndarray:
+    """Caruana et al. (2004) forward selection with replacement; weights [M] sum to 1.
+
+    Each round adds the member whose inclusion maximizes the net Sharpe of the averaged
+    positions of the members chosen so far (a member can be chosen again, which is how it
+    gains weight). The prefix with the best Sharpe is kept, so adding rounds never hurts on
+    validation; the weights are the selection counts over the total.
+    """
+    from quantray.evaluate.metrics import net_returns, sharpe_ratio
+
+    if rounds < 1:
+        raise ValueError(f"greedy selection needs at least 1 round, got {rounds}")
+    positions = np.asarray(member_positions, dtype=np.float64)
+    n_members = positions.shape[0]
+    counts = np.zeros(n_members)
+    total = np.zeros(positions.shape[1:])
+    best_score, best_counts = -math.inf, None
+    for step in range(1, rounds + 1):
+        scores = [sharpe_ratio(net_returns((total + positions[m]) / step, asset_returns, mask, cost_bps))
+                  for m in range(n_members)]
+        chosen = int(np.argmax(scores))
+        counts[chosen] += 1
+        total += positions[chosen]
+        if scores[chosen] > best_score:
+            best_score, best_counts = scores[chosen], counts.copy()
+    return best_counts / best_counts.sum()
+
+
+def greedy_positions(member_positions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return np.tensordot(np.asarray(weights, dtype=np.float64), member_positions, axes=1).astype(np.float32)
+
+
+def weighted_concat(member_embeddings: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """The greedy ensemble's fused embedding: the chosen members' embeddings, scaled by weight."""
+    return np.concatenate([w * e for w, e in zip(weights, member_embeddings) if w > 0], axis=-1).astype(np.float32)

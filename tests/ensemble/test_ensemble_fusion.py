@@ -1,0 +1,106 @@
+"""Fusion on the validation block: greedy selection finds a known best mix; the trained heads beat
+untrained ones; members stay frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from quantray.data.pipeline import Prepared
+from quantray.ensemble.fusion import (
+    FusionConfig,
+    apply_head,
+    block_labels,
+    build_head,
+    fit_fusion,
+    greedy_weights,
+    run_members,
+)
+from quantray.evaluate.metrics import net_returns, sharpe_ratio
+from quantray.train.checkpoint import load_checkpoint
+
+
+def test_greedy_selection_recovers_the_best_combination() -> None:
+    # returns = signal a + signal b + noise; members A and B each know one signal, C knows nothing.
+    rng = np.random.default_rng(0)
+    n_dates, n_assets = 2000, 3
+    a, b = rng.normal(0, 0.01, (2, n_dates, n_assets))
+    returns = a + b + rng.normal(0, 0.01, (n_dates, n_assets))
+    positions = np.stack([np.tanh(a / 0.01), np.tanh(b / 0.01), np.tanh(rng.normal(size=(n_dates, n_assets)))])
+    mask = np.ones((n_dates, n_assets), dtype=bool)
+
+    weights = greedy_weights(positions, returns, mask, cost_bps=0.0, rounds=20)
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[2] == 0.0  # the uninformed member is never picked
+    assert weights[0] == pytest.approx(0.5, abs=0.15) and weights[1] == pytest.approx(0.5, abs=0.15)
+    mixed = sharpe_ratio(net_returns(np.tensordot(weights, positions, axes=1), returns, mask))
+    single = max(sharpe_ratio(net_returns(p, returns, mask)) for p in positions)
+    assert mixed > 1.2 * single  # two independent signals: about sqrt(2) times one
+
+
+def test_greedy_with_costs_prefers_the_cheaper_of_two_equal_signals() -> None:
+    rng = np.random.default_rng(1)
+    signal = rng.normal(0, 0.01, (1500, 2))
+    returns = signal + rng.normal(0, 0.01, (1500, 2))
+    calm = np.tanh(signal / 0.01)
+    jittery = calm + rng.choice([-0.3, 0.3], size=calm.shape)  # same signal, far more turnover
+    weights = greedy_weights(np.stack([jittery, calm]), returns, np.ones((1500, 2), bool), cost_bps=50.0)
+    assert weights[1] > weights[0]
+
+
+@pytest.fixture(scope="module")
+def members(member_dirs: list[Path]):
+    return [load_checkpoint(path) for path in member_dirs]
+
+
+def val_sharpe(positions: np.ndarray, labels: dict[str, np.ndarray], cost_bps: float) -> float:
+    return sharpe_ratio(net_returns(positions, labels["next_return"], labels["mask"], cost_bps))
+
+
+def test_greedy_fusion_of_real_members_is_at_least_the_best_member(prepared: Prepared, members) -> None:
+    val = prepared.windows("val")
+    labels = block_labels(val)
+    model = fit_fusion(members, val, "greedy", cost_bps=prepared.config.cost_bps)
+    assert model.weights.sum() == pytest.approx(1.0) and model.head is None
+    best_member = max(m.metrics["val_sharpe"] for m in members)
+    assert val_sharpe(model.run(val).positions, labels, prepared.config.cost_bps) >= best_member - 1e-9
+
+
+@pytest.mark.parametrize("method", ["concat", "attention"])
+def test_trained_head_beats_an_untrained_one_and_members_stay_frozen(prepared: Prepared, members, method) -> None:
+    val = prepared.windows("val")
+    labels = block_labels(val)
+    cost = prepared.config.cost_bps
+    before = [{k: v.clone() for k, v in m.model.state_dict().items()} for m in members]
+    config = FusionConfig(epochs=30, seed=3)
+
+    model = fit_fusion(members, val, method, cost_bps=cost, config=config)
+
+    embeddings = run_members(members, val, embeddings=True).embeddings
+    untrained = build_head(method, [e.shape[-1] for e in embeddings], config)
+    untrained_sharpe = val_sharpe(apply_head(untrained, embeddings, labels["mask"], embeddings=False).positions,
+                                  labels, cost)
+    out = model.run(val, embeddings=True)
+    assert val_sharpe(out.positions, labels, cost) > untrained_sharpe + 0.5
+    assert np.abs(out.positions).max() <= 1.0 and (out.positions[~labels["mask"]] == 0).all()
+    assert out.embeddings.shape == (len(val), prepared.n_assets, config.hidden)
+    assert model.weights.shape == (len(members),) and model.weights.sum() == pytest.approx(1.0)
+    for member, state in zip(members, before):
+        assert not member.model.training
+        assert not any(p.requires_grad for p in member.model.parameters())
+        for key, value in member.model.state_dict().items():
+            torch.testing.assert_close(value, state[key])
+
+
+def test_fitting_is_seeded_and_leaves_the_global_rng_alone(prepared: Prepared, members) -> None:
+    val = prepared.windows("val")
+    torch.manual_seed(123)
+    expected_draw = torch.rand(1)
+    torch.manual_seed(123)
+    first = fit_fusion(members, val, "attention", cost_bps=5.0, config=FusionConfig(epochs=3)).run(val).positions
+    assert torch.rand(1) == expected_draw
+    second = fit_fusion(members, val, "attention", cost_bps=5.0, config=FusionConfig(epochs=3)).run(val).positions
+    np.testing.assert_array_equal(first, second)
