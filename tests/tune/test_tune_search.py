@@ -122,16 +122,19 @@ def test_a_killed_search_resumes_and_keeps_its_finished_trials(tmp_path: Path) -
         assert after[trial_id].history == record.history  # finished trials were not run again
 
 
-def test_multi_worker_trials_train_under_torchtrainer_from_ray_data_shards(tmp_path: Path) -> None:
-    # Two trials of 2 DDP workers (gloo) each, one after the other, on a 2-CPU Ray: the second only
-    # starts if the first trainer's placement group is released when it finishes.
-    space = write_space(tmp_path, trials=2, concurrency=1, epochs=1)
+def test_multi_worker_trials_train_under_torchtrainer_and_asha_stops_them_without_hanging(tmp_path: Path) -> None:
+    # 3 trials of 2 DDP workers (gloo) on a 2-CPU Ray, fed from Ray Data shards. ASHA's max_t (2)
+    # below the epochs (3) makes it stop every trial while its TorchTrainer runs: unless the
+    # stopped trainer's placement group is freed, the next trial waits for CPUs forever.
+    space = write_space(tmp_path, trials=3, concurrency=1, epochs=3, max_t=2)
     result = run(tune_command(space, tmp_path, "ddp", "--workers-per-trial", "2"), timeout=540)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load_trials("ddp", tmp_path / "tune")
-    assert trials.n_tried == 2
-    assert all(r.status == "TERMINATED" and len(r.history) == 1 for r in trials.records)
+    assert trials.n_tried == 3
+    assert all(r.status == "TERMINATED" for r in trials.records)
+    assert result.stdout.count("stopped by ASHA") == 3
     for record in trials.records:
+        assert 1 <= len(record.history) <= 2
         assert record.checkpoint is not None and "-train" in str(record.checkpoint)  # written by the TorchTrainer
         load_checkpoint(record.checkpoint)
 

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from quantray.tune.space import SearchSpace
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by TuneReportCallback when a TorchTrainer checkpoints
+# Rank 0 reports the id of its worker group's placement group, so the Tune driver can free it
+# when it stops the trial (see quantray.tune.cleanup).
+TRAINER_PLACEMENT_GROUP_KEY = "trainer_placement_group"
 
 
 def trial_main(params: dict[str, Any], *, space: "SearchSpace", data_source: str | None, storage: str) -> None:
@@ -128,6 +131,9 @@ class WorkerSession:
         if ray.train.get_context().get_world_rank() != 0:
             ray.train.report(metrics, checkpoint=None)
             return
+        group = ray.util.get_current_placement_group()
+        if group is not None:
+            metrics = {**metrics, TRAINER_PLACEMENT_GROUP_KEY: group.id.hex()}
         with tempfile.TemporaryDirectory(prefix="quantray-ckpt-") as tmp:
             write_checkpoint(Path(tmp))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

@@ -59,6 +59,7 @@ def run_tune(request: TuneRequest) -> TuneSummary:
     from quantray.registry.store import tracking_uri as resolve_tracking_uri
     from quantray.train.launch import trial_main
     from quantray.tune.results import load_trials
+    from quantray.tune.cleanup import TrainerPlacementGroupReaper
     from quantray.tune.progress import ProgressPrinter
     from quantray.tune.tracking import MlflowTrialLogger
 
@@ -83,6 +84,7 @@ def run_tune(request: TuneRequest) -> TuneSummary:
         callbacks=[
             MlflowTrialLogger(tracking_uri=uri, experiment=experiment, space=space, data_source=request.data),
             ProgressPrinter(total_trials=space.budget.trials, epochs=_epochs(space)),
+            TrainerPlacementGroupReaper(),
         ],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),  # a NaN trial fails alone
