@@ -270,7 +270,9 @@ def summary_metrics(result: "BacktestResult", trial_matrix: np.ndarray, n_tried:
     metrics = {f"test_{key}": float(value) for key, value in main.metrics.items()}
     for name in result.baselines:
         metrics[f"{name}_test_sharpe"] = float(result.strategies[name].metrics["sharpe"])
-    if "oracle" in result.strategies and metrics["oracle_test_sharpe"] != 0.0:
+    # "x% of the oracle" only means something when the oracle itself made money on this block;
+    # a ratio of two negative Sharpes would read as a success.
+    if "oracle" in result.strategies and metrics["oracle_test_sharpe"] > 0.0:
         metrics["oracle_ratio"] = metrics["test_sharpe"] / metrics["oracle_test_sharpe"]
     variance = sharpe_variance(trial_matrix.T)
     metrics["n_trials"] = float(n_tried)

@@ -42,6 +42,7 @@ class FusionConfig:
     weight_decay: float = 1e-2
     seed: int = 0
     greedy_rounds: int = 50  # ensemble-selection steps; the best prefix is kept
+    holdout: float = 0.25  # tail of the validation block that picks the head's epoch (early stopping)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -237,30 +238,50 @@ def mean_member_weights(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def train_head(head: nn.Module, member_embeddings: list[np.ndarray], next_return: np.ndarray,
                mask: np.ndarray, cost_bps: float, config: FusionConfig) -> list[float]:
-    """Maximize the net Sharpe of the head's positions on consecutive-date batches; losses per epoch."""
+    """Maximize the net Sharpe of the head's positions on consecutive-date batches of the first
+    `1 - holdout` of the validation block, keeping the epoch whose Sharpe on the held-out tail is
+    best (a head fit and scored on the same few hundred dates overfits them; the test block is
+    never used). Returns the held-out Sharpe per epoch."""
     from quantray.train.loop import consecutive_batches
     from quantray.train.losses import portfolio_returns, sharpe_ratio
 
     embeddings = [torch.as_tensor(e, dtype=torch.float32) for e in member_embeddings]
     returns = torch.as_tensor(next_return, dtype=torch.float32)
     active = torch.as_tensor(mask, dtype=torch.bool)
+    n_fit = max(2, int(round(len(returns) * (1.0 - config.holdout))))
+    tail = torch.arange(n_fit, len(returns))
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
-    history = []
+    history: list[float] = []
+    best_sharpe, best_state = -math.inf, None
+
+    def held_out_sharpe() -> float:
+        if len(tail) < 2:
+            return math.nan
+        head.eval()
+        with torch.no_grad():
+            position, _, _ = head([e[tail] for e in embeddings], active[tail])
+            value = float(sharpe_ratio(portfolio_returns(position, returns[tail], active[tail], cost_bps)))
+        head.train()
+        return value
+
     with torch.random.fork_rng(devices=[]):  # dropout draws are seeded too, the caller's RNG untouched
         torch.manual_seed(config.seed)
         head.train()
         for _ in range(config.epochs):
-            losses = []
-            for rows in consecutive_batches(len(returns), config.batch_dates, rng):
+            for rows in consecutive_batches(n_fit, config.batch_dates, rng):
                 rows = torch.as_tensor(rows)
                 position, _, _ = head([e[rows] for e in embeddings], active[rows])
                 loss = -sharpe_ratio(portfolio_returns(position, returns[rows], active[rows], cost_bps))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                losses.append(loss.item())
-            history.append(float(np.mean(losses)) if losses else math.nan)
+            score = held_out_sharpe()
+            history.append(score)
+            if not math.isnan(score) and score > best_sharpe:
+                best_sharpe, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}
+    if best_state is not None:
+        head.load_state_dict(best_state)
     head.eval()
     return history
 
