@@ -110,6 +110,9 @@ def run_tune(request: TuneRequest) -> TuneSummary:
                 time_budget_s=space.budget.time_budget_s or None,
                 trial_name_creator=lambda trial: f"{experiment}-{trial.trial_id}",
                 trial_dirname_creator=lambda trial: f"trial-{trial.trial_id}",
+                # A finished trial's process (torch and quantray imported) runs the next one. Not for
+                # multi-worker trials: a stopped trial's TorchTrainer may still run in its actor.
+                reuse_actors=space.resources.workers == 1,
             ),
             run_config=run_config,
         )
