@@ -1,14 +1,15 @@
 """Samples as windows over the feature array: one sample is one date t, `x[A, L, F]` = rows t-L+1..t.
 
 `Windows` keeps a zero-copy sliding-window view of the [T, A, F] features; a batch gathers its
-rows from that view (the only copy is the batch itself). `ray_dataset` serves the same batches
-through Ray Data: a dataset of date indices, the feature arrays put in the object store once, and
-the gather done in `map_batches`.
+rows from that view (the only copy is the batch itself). `ray_dataset` is the Ray Data side: a
+dataset of sample date indices, which Ray Train splits across workers; each worker reads its
+shard's dates (`shard_dates`) and gathers the windows from its own view, so no window crosses
+the object store.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -87,27 +88,22 @@ class Windows:
         return x
 
 
-def ray_dataset(windows: Windows, *, batch_size: int = 256) -> ray.data.Dataset:
-    """A Ray Dataset over the sample dates, each row gathered into one window sample.
+def ray_dataset(windows: Windows) -> ray.data.Dataset:
+    """A Ray Dataset of the sample dates (`date_idx`): the unit Ray Train shards across workers.
 
-    Columns are those of `Windows.batch`, with `asset_ids` repeated per row ([B, A]) because every
-    Ray Data column has a row axis. The windows (feature and label arrays) go to the object store
-    once through `ray.put`; each map_batches task gets them zero-copy from shared memory.
+    Windows do not travel through Ray Data. Every worker builds the same feature array from its
+    config and gathers its shard's windows locally (`shard_dates` + `Windows.gather`): sending
+    [A, L, F] windows through Arrow tensor columns ran at 2% of the in-memory loader's speed.
     """
     import pyarrow as pa
     import ray.data
 
-    windows_ref = ray.put(windows)  # once; pickles the base arrays (Windows.__reduce__), not the view
-    dates = ray.data.from_arrow(pa.table({"date_idx": windows.dates_idx}))
-    # The ref travels inside a list so nothing resolves it early: each task reads it zero-copy.
-    return dates.map_batches(_gather_batch, batch_format="numpy", batch_size=batch_size,
-                             fn_kwargs={"windows_ref": [windows_ref]})
+    return ray.data.from_arrow(pa.table({"date_idx": windows.dates_idx}))
 
 
-def _gather_batch(batch: dict[str, np.ndarray], windows_ref: list) -> dict[str, np.ndarray]:
-    import ray
-
-    windows: Windows = ray.get(windows_ref[0])
-    out = windows.gather(batch["date_idx"])
-    out["asset_ids"] = np.broadcast_to(out["asset_ids"], out["mask"].shape).copy()
-    return out
+def shard_dates(shard: Iterable) -> np.ndarray:
+    """Every date index of a Ray Data shard (`get_dataset_shard` or a split), sorted. A shard is a
+    few thousand integers: pulling it whole once per epoch costs one round trip, where pulling it
+    batch by batch cost one per batch (2% of the in-memory loader's speed)."""
+    parts = [part["date_idx"] for part in shard.iter_batches(batch_size=None, batch_format="numpy")]
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from quantray.config import TrainConfig, resolve, to_dict
-from quantray.train.loop import InProcessSession, fit
+from quantray.train.loop import InProcessSession, consecutive_batches, fit
 
 if TYPE_CHECKING:
     import torch
+
+    from quantray.data.windows import Windows
 
     from quantray.tune.space import SearchSpace
 
@@ -74,8 +76,8 @@ def run_torch_trainer(config: TrainConfig, *, name: str, storage: str, in_tune: 
         train_loop_config=to_dict(config),
         scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=use_gpu,
                                                resources_per_worker=resources),
-        # Materialized here, before the workers hold their CPUs: a streaming dataset's map tasks
-        # would wait for a CPU that DDP workers never release (a hang on a 2-CPU machine).
+        # The dates to shard, materialized here before the workers hold their CPUs: a streaming
+        # dataset's tasks would wait for a CPU that DDP workers never release (a 2-CPU hang).
         datasets={"train": ray_dataset(data.windows("train")).materialize()},
         run_config=ray.train.RunConfig(
             name=name,
@@ -94,26 +96,33 @@ def train_worker(config_dict: dict[str, Any]) -> None:
 
     config = resolve(TrainConfig, config_dict, where="train_loop_config")
     data = prepare(config.data)
-    fit(config, data, WorkerSession(config))
+    fit(config, data, WorkerSession(config, data.windows("train")))
 
 
 class WorkerSession:
-    """The loop's session on a Ray Train worker: shard batches, DDP, rank-0 checkpoints."""
+    """The loop's session on a Ray Train worker: the dates of its Ray Data shard, gathered into
+    windows from this worker's own features; DDP; rank-0 checkpoints."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, windows: "Windows") -> None:
         import ray.train.torch
 
         self.device = str(ray.train.torch.get_device())
         self._config = config
+        self._windows = windows
+        self._dates: np.ndarray | None = None
 
     def train_batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         import ray.train
 
-        shard = ray.train.get_dataset_shard("train")
-        for batch in shard.iter_batches(batch_size=self._config.optim.batch_dates, batch_format="numpy",
-                                        prefetch_batches=2):
-            if len(batch["x"]) >= 2:
-                yield _as_loop_batch(batch)
+        from quantray.data.windows import shard_dates
+
+        if self._dates is None:  # a shard's dates are fixed: one Ray Data read per run, not per epoch
+            self._dates = shard_dates(ray.train.get_dataset_shard("train"))
+        dates = self._dates
+        rank = ray.train.get_context().get_world_rank()
+        rng = np.random.default_rng((self._config.seed, epoch, rank))
+        for rows in consecutive_batches(len(dates), self._config.optim.batch_dates, rng):
+            yield self._windows.gather(dates[rows])
 
     def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module":
         import ray.train.torch
@@ -161,16 +170,6 @@ def _copy_out(checkpoint: Any) -> Path | None:
     with checkpoint.as_directory() as directory:
         shutil.copytree(directory, target, dirs_exist_ok=True)
     return target
-
-
-def _as_loop_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A Ray Data batch in the loop's layout: rows in date order (Ray Data does not promise
-    order, and the objective's turnover compares consecutive rows); asset ids once, [A]."""
-    order = np.argsort(batch["date_idx"], kind="stable")
-    out = {key: value[order] for key, value in batch.items()}
-    if out["asset_ids"].ndim == 2:  # Ray Data stores them per row
-        out["asset_ids"] = out["asset_ids"][0]
-    return out
 
 
 def _device() -> str:
