@@ -8,6 +8,8 @@ working_dir, and its results land in this directory's .quantray/ as local runs' 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -107,26 +109,30 @@ def test_start_submit_watch_and_stop_only_our_processes(
     assert main(["jobs", "stop", sleeper]) == 0
     assert wait_for_job(address, token, sleeper)["status"] == "STOPPED"
 
-    # a Ray that someone else started on this machine
+    # A Ray that someone else started on this machine, in its own process: Ray caches its
+    # authentication mode per process, so an in-process `ray.init` here would leak this test's
+    # RAY_AUTH_MODE into every later test that starts Ray.
     import psutil
-    import ray
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token file written to ~/.ray
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import ray, time; ray.init(address='local', num_cpus=1, include_dashboard=False);"
+                               " print('ready', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env=os.environ | {"RAY_AUTH_MODE": "disabled"},  # no token in ~/.ray
+    )
     try:
-        started = {p.pid for p in psutil.Process().children(recursive=True)} - before
-        bystanders = {pid for pid in started if session_of(pid) not in (None, state.leader_pid)}
-        assert bystanders  # its GCS and raylet
+        assert bystander.stdout.readline().strip() == "ready"
+        bystanders = {bystander.pid} | {p.pid for p in psutil.Process(bystander.pid).children(recursive=True)}
+        assert len(bystanders) > 2  # the driver, its GCS and raylet
         ours = local.session_pids(state.leader_pid)
         assert state.leader_pid in ours and len(ours) > 5
 
         assert main(["cluster", "stop"]) == 0
         assert [pid for pid in ours if alive(pid)] == []
         assert all(alive(pid) for pid in bystanders)
-        assert ray.cluster_resources().get("CPU") == 1.0  # still answers
     finally:
-        ray.shutdown()
+        for process in [psutil.Process(bystander.pid), *psutil.Process(bystander.pid).children(recursive=True)]:
+            process.kill()  # the driver and the GCS/raylet it started, which would outlive it
+        bystander.wait()
     assert local.read_state(workdir) is None
     with pytest.raises(BadInput, match="cannot reach Ray dashboard"):
         dashboard.check_reachable(address, token)
