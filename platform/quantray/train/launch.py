@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from quantray.tune.space import SearchSpace
 
-CHECKPOINT_PATH_KEY = "checkpoint_path"  # set by TuneReportCallback when a TorchTrainer checkpoints
 # Rank 0 reports the id of its worker group's placement group, so the Tune driver can free it
 # when it stops the trial (see quantray.tune.cleanup).
 TRAINER_PLACEMENT_GROUP_KEY = "trainer_placement_group"

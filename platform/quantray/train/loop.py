@@ -133,21 +133,23 @@ class Evaluation:
 
 
 def evaluate(model: "torch.nn.Module", windows: "Windows", config: TrainConfig, device: str = "cpu") -> Evaluation:
-    """Validation metrics of `model` on a block: net Sharpe after costs, IC, hit rate, loss."""
+    """Validation metrics of `model` on a block: net Sharpe after costs, IC, hit rate, loss.
+
+    One forward pass over the whole block gives both the positions and the objective's loss."""
     import torch
 
     from quantray.evaluate.metrics import net_returns, performance
-    from quantray.train.inference import run_model
     from quantray.train.losses import objective
 
-    inference = run_model(model, windows, device=device)
     everything = windows.batch(np.arange(len(windows)))
-    returns = net_returns(inference.positions, everything["next_return"], everything["mask"], config.data.cost_bps)
-    perf = performance(returns, inference.positions, everything["next_return"])
+    model.eval()
     with torch.no_grad():
         tensors = to_tensors(everything, device)
         out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
         loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
+    positions = out.position.float().cpu().numpy()
+    returns = net_returns(positions, everything["next_return"], everything["mask"], config.data.cost_bps)
+    perf = performance(returns, positions, everything["next_return"])
     metrics = {
         "val_sharpe": _finite(perf["sharpe"]),
         "val_ic": _finite(perf["ic"]),
@@ -155,7 +157,7 @@ def evaluate(model: "torch.nn.Module", windows: "Windows", config: TrainConfig, 
         "val_turnover": _finite(perf["turnover"]),
         "val_loss": float(loss.item()),
     }
-    return Evaluation(metrics=metrics, returns=returns, positions=inference.positions)
+    return Evaluation(metrics=metrics, returns=returns, positions=positions)
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, "torch.Tensor"]:

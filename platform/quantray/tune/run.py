@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class TuneRequest:
     workers_per_trial: int | None = None
     resume: bool = False
     tracking_uri: str | None = None
-    storage: Path = DEFAULT_STORAGE
+    storage: Path = field(default_factory=lambda: default_storage())
 
 
 @dataclass
