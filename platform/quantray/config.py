@@ -23,6 +23,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "overnight_return",
     "range",
     "mean_return",
+    "momentum",
     "volatility",
     "volume_z",
     "return_x_volume",
@@ -38,6 +39,7 @@ class FeatureConfig:
 
     names: tuple[str, ...] = DEFAULT_FEATURES
     windows: tuple[int, ...] = (10, 20)  # rolling mean return / volatility
+    momentum_windows: tuple[int, ...] = (21, 63)  # volatility-scaled trailing returns
     volume_windows: tuple[int, ...] = (20, 50)  # z-scores of log volume
     rsi_window: int = 14
     macd: tuple[int, int, int] = (12, 26, 9)
@@ -48,6 +50,7 @@ class FeatureConfig:
     normalization: str = "rolling_robust"
     norm_window: int = 252
     clip: float = 5.0
+    cross_sectional: bool = True  # also each feature minus its mean over the assets of the date
 
 
 @dataclass(frozen=True)

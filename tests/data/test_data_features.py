@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,21 +53,53 @@ def test_perturbing_the_past_does_change_features():
     assert not np.array_equal(a.values[t - 1], b.values[t - 1])
 
 
+OWN_FEATURES = (
+    "log_return", "intraday_return", "overnight_return", "range", "mean_return_10", "mean_return_20",
+    "momentum_21", "momentum_63", "volatility_10", "volatility_20", "volume_z_20", "volume_z_50",
+    "return_x_volume", "rsi_14", "macd", "macd_hist", "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
+
+
 def test_default_feature_names():
     features = build_features(PANEL)
-    assert features.names == (
-        "log_return", "intraday_return", "overnight_return", "range", "mean_return_10", "mean_return_20",
-        "volatility_10", "volatility_20", "volume_z_20", "volume_z_50", "return_x_volume", "rsi_14",
-        "macd", "macd_hist", "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
-    assert features.values.dtype == np.float32 and features.values.shape == (*PANEL.mask.shape, 18)
+    assert features.names == OWN_FEATURES + tuple(f"{name}_cs" for name in OWN_FEATURES)
+    assert features.values.dtype == np.float32 and features.values.shape == (*PANEL.mask.shape, 40)
 
 
 def test_close_only_panel_drops_the_features_that_need_other_fields():
     close_only = Panel(PANEL.dates, PANEL.assets, ("close",), PANEL.values[:, :, [3]], PANEL.mask)
-    features = build_features(close_only, SHORT_NORM)
-    assert features.names == ("log_return", "mean_return_10", "mean_return_20", "volatility_10", "volatility_20",
-                              "rsi_14", "macd", "macd_hist", "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
+    features = build_features(close_only, dataclasses.replace(SHORT_NORM, cross_sectional=False))
+    assert features.names == ("log_return", "mean_return_10", "mean_return_20", "momentum_21", "momentum_63",
+                              "volatility_10", "volatility_20", "rsi_14", "macd", "macd_hist",
+                              "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
     assert features.valid.any()
+
+
+def test_cross_sectional_features_are_deviations_from_the_valid_assets_mean():
+    cfg = dataclasses.replace(SHORT_NORM, clip=1e6)  # no clipping, to compare exactly
+    features = build_features(PANEL, cfg)
+    own = build_features(PANEL, dataclasses.replace(cfg, cross_sectional=False))
+    n = len(own.names)
+    assert features.names[n:] == tuple(f"{name}_cs" for name in own.names)
+    np.testing.assert_array_equal(features.values[:, :, :n], own.values)
+    partly = own.valid.any(axis=1) & ~own.valid.all(axis=1)  # the late asset is not valid yet
+    for t in (int(np.flatnonzero(partly)[0]), int(np.flatnonzero(own.valid.all(axis=1))[-1])):
+        valid = own.valid[t]
+        expected = own.values[t, valid] - own.values[t, valid].mean(axis=0)
+        np.testing.assert_allclose(features.values[t, valid, n:], expected, rtol=1e-5, atol=1e-5)
+        assert np.all(features.values[t, ~valid, n:] == 0)
+
+
+def test_momentum_is_the_trailing_return_in_units_of_its_volatility():
+    cfg = dataclasses.replace(SHORT_NORM, names=("momentum",), normalization="none", cross_sectional=False)
+    features = build_features(PANEL, cfg)
+    log_close = np.log(pd.DataFrame(PANEL.field("close")).ffill())
+    ret = log_close.diff()
+    sigma = np.sqrt((ret ** 2).ewm(alpha=2.0 / 61, adjust=False).mean())
+    t, a = 300, 0
+    for j, k in enumerate(cfg.momentum_windows):
+        expected = (log_close.iloc[t, a] - log_close.iloc[t - k, a]) / (sigma.iloc[t, a] * np.sqrt(k))
+        assert features.valid[t, a]
+        np.testing.assert_allclose(features.values[t, a, j], expected, rtol=1e-4)
 
 
 def test_invalid_rows_are_zero_and_valid_rows_finite_and_clipped():

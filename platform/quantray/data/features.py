@@ -22,6 +22,7 @@ from quantray.errors import BadInput
 
 NORMALIZATIONS: tuple[str, ...] = ("rolling_robust", "rolling_zscore", "train_robust", "train_zscore", "none")
 ROBUST_REFRESH = 21  # days between refreshes of the rolling median/IQR (sorting 252-day windows daily is slow)
+MOMENTUM_VOL_SPAN = 60  # days of the EWMA volatility that scales momentum
 IQR_TO_STD = 1.349  # IQR of a unit normal: robust scales read like z-scores
 _EPS = 1e-12
 
@@ -92,7 +93,25 @@ def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Featur
         values = raw  # "none", or train_* scaled later by fit_scaler/apply_scaler
     values[~valid] = 0.0
     np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if cfg.cross_sectional:
+        values, names = _with_cross_sectional(values, valid, names)
+        if cfg.normalization.startswith("rolling_"):  # train_* scalers clip later; "none" never does
+            np.clip(values, -cfg.clip, cfg.clip, out=values)
     return Features(values, names, valid)
+
+
+def _with_cross_sectional(values: np.ndarray, valid: np.ndarray, names: tuple[str, ...]
+                          ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Append each feature's deviation from its mean over the valid assets of the same date.
+
+    A per-asset model then sees where an asset stands against the others (relative momentum,
+    relative volatility) without cross-asset layers, and positions built on it are hedged against
+    moves common to all assets. Same-date data only, so causality is kept.
+    """
+    count = valid.sum(axis=1, keepdims=True)  # [T, 1]
+    mean = values.sum(axis=1, keepdims=True) / np.maximum(count, 1)[..., None]  # invalid rows are 0
+    deviation = np.where(valid[..., None], values - mean, 0.0).astype(np.float32)
+    return np.concatenate([values, deviation], axis=2), names + tuple(f"{n}_cs" for n in names)
 
 
 def _groups(cfg: FeatureConfig, fields: tuple[str, ...]) -> list[str]:
@@ -203,6 +222,19 @@ def _volatility(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     return [(rolling_mean_std(i.ret, w)[1], w) for w in cfg.windows]
 
 
+def _momentum(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # Volatility-scaled trailing returns (Lim, Zohren & Roberts 2019): the k-day log return over
+    # sigma * sqrt(k), sigma an exponentially weighted daily volatility (span 60) known at t, so one
+    # unit means "one standard deviation of a k-day move" on every asset and in every regime.
+    sigma = np.sqrt(_ema(i.ret * i.ret, 2.0 / (MOMENTUM_VOL_SPAN + 1)))
+    out = []
+    for k in cfg.momentum_windows:
+        trailing = np.full_like(i.log_close, np.nan)
+        trailing[k:] = i.log_close[k:] - i.log_close[:-k]
+        out.append((trailing / np.maximum(sigma * np.sqrt(k), _EPS), max(k, MOMENTUM_VOL_SPAN)))
+    return out
+
+
 def _volume_z(log_volume: np.ndarray, window: int) -> np.ndarray:
     mean, std = rolling_mean_std(log_volume, window)
     return (log_volume - mean) / np.maximum(std, 1e-6)
@@ -265,6 +297,7 @@ GROUPS: dict[str, _Group] = {
     "overnight_return": _Group(("open", "close"), lambda c: ("overnight_return",), _overnight_return),
     "range": _Group(("high", "low"), lambda c: ("range",), _range),
     "mean_return": _Group(("close",), lambda c: tuple(f"mean_return_{w}" for w in c.windows), _mean_return),
+    "momentum": _Group(("close",), lambda c: tuple(f"momentum_{k}" for k in c.momentum_windows), _momentum),
     "volatility": _Group(("close",), lambda c: tuple(f"volatility_{w}" for w in c.windows), _volatility),
     "volume_z": _Group(("volume",), lambda c: tuple(f"volume_z_{w}" for w in c.volume_windows), _volume_zscores),
     "return_x_volume": _Group(("close", "volume"), lambda c: ("return_x_volume",), _return_x_volume),
