@@ -18,6 +18,7 @@ from quantray.ensemble.fusion import (
     fit_fusion,
     greedy_weights,
     run_members,
+    train_head,
 )
 from quantray.evaluate.metrics import net_returns, sharpe_ratio
 from quantray.train.checkpoint import load_checkpoint
@@ -70,7 +71,18 @@ def test_greedy_fusion_of_real_members_is_at_least_the_best_member(prepared: Pre
 
 
 @pytest.mark.parametrize("method", ["concat", "attention"])
-def test_trained_head_beats_an_untrained_one_and_members_stay_frozen(prepared: Prepared, members, method) -> None:
+def test_an_untrained_head_is_the_members_consensus(prepared: Prepared, members, method) -> None:
+    val = prepared.windows("val")
+    outputs = run_members(members, val, embeddings=True)
+    head = build_head(method, [e.shape[-1] for e in outputs.embeddings], FusionConfig())
+    mask = block_labels(val)["mask"]
+    logits = np.arctanh(np.clip(outputs.positions, -0.995, 0.995)).mean(axis=0)
+    np.testing.assert_allclose(apply_head(head, outputs, mask, embeddings=False).positions,
+                               np.tanh(logits) * mask, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["concat", "attention"])
+def test_training_improves_on_the_consensus_and_members_stay_frozen(prepared: Prepared, members, method) -> None:
     val = prepared.windows("val")
     labels = block_labels(val)
     cost = prepared.config.cost_bps
@@ -79,12 +91,12 @@ def test_trained_head_beats_an_untrained_one_and_members_stay_frozen(prepared: P
 
     model = fit_fusion(members, val, method, cost_bps=cost, config=config)
 
-    embeddings = run_members(members, val, embeddings=True).embeddings
-    untrained = build_head(method, [e.shape[-1] for e in embeddings], config)
-    untrained_sharpe = val_sharpe(apply_head(untrained, embeddings, labels["mask"], embeddings=False).positions,
+    outputs = run_members(members, val, embeddings=True)
+    untrained = build_head(method, [e.shape[-1] for e in outputs.embeddings], config)
+    consensus_sharpe = val_sharpe(apply_head(untrained, outputs, labels["mask"], embeddings=False).positions,
                                   labels, cost)
     out = model.run(val, embeddings=True)
-    assert val_sharpe(out.positions, labels, cost) > untrained_sharpe + 0.5
+    assert val_sharpe(out.positions, labels, cost) > consensus_sharpe + 0.5
     assert np.abs(out.positions).max() <= 1.0 and (out.positions[~labels["mask"]] == 0).all()
     assert out.embeddings.shape == (len(val), prepared.n_assets, config.hidden)
     assert model.weights.shape == (len(members),) and model.weights.sum() == pytest.approx(1.0)
@@ -93,6 +105,26 @@ def test_trained_head_beats_an_untrained_one_and_members_stay_frozen(prepared: P
         assert not any(p.requires_grad for p in member.model.parameters())
         for key, value in member.model.state_dict().items():
             torch.testing.assert_close(value, state[key])
+
+
+def test_early_stopping_keeps_the_consensus_when_training_only_hurts_the_held_out_dates(prepared: Prepared,
+                                                                                         members) -> None:
+    val = prepared.windows("val")
+    mask = block_labels(val)["mask"]
+    outputs = run_members(members, val, embeddings=True)
+    config = FusionConfig(epochs=5, seed=0)
+    head = build_head("concat", [e.shape[-1] for e in outputs.embeddings], config)
+    consensus = apply_head(head, outputs, mask, embeddings=False).positions
+    # Returns that reward the consensus on the held-out tail and punish it on the fit dates:
+    # training moves away from the consensus, which only loses on the tail.
+    rng = np.random.default_rng(0)
+    returns = 0.01 * consensus + 1e-4 * rng.standard_normal(consensus.shape)
+    n_fit = int(round(len(returns) * (1 - config.holdout)))
+    returns[:n_fit] *= -1
+    history = train_head(head, outputs, returns, mask, cost_bps=0.0, config=config)
+    assert len(history) == config.epochs + 1 and int(np.argmax(history)) == 0
+    assert history[-1] < history[0]
+    np.testing.assert_allclose(apply_head(head, outputs, mask, embeddings=False).positions, consensus)
 
 
 def test_fitting_is_seeded_and_leaves_the_global_rng_alone(prepared: Prepared, members) -> None:

@@ -30,7 +30,7 @@ from quantray.ensemble.fusion import EnsembleModel, FusionConfig, build_head
 from quantray.errors import BadInput
 from quantray.train.checkpoint import load_checkpoint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fusion heads correct the members' consensus (ConsensusStart)
 
 
 @dataclass

@@ -108,58 +108,94 @@ class EnsembleModel:
                 embeddings=weighted_concat(outputs.embeddings, self.weights) * mask[..., None] if embeddings else None,
                 member_weights=None,
             )
-        return apply_head(self.head, outputs.embeddings, mask, embeddings=embeddings)
+        return apply_head(self.head, outputs, mask, embeddings=embeddings)
 
 
 # ---- heads -------------------------------------------------------------------------------------
 
+POSITION_LOGIT_LIMIT = 0.995  # member positions are clamped here before atanh, so logits stay within ±3
+
+
+class ConsensusStart(nn.Module):
+    """The members' consensus, which both heads start from and correct.
+
+    logit = Σ_m mix_m · atanh(position_m), mix_m = 1/M at initialisation; the heads add their own
+    output (a zero-initialised layer) to it before tanh. An untrained head is therefore the
+    members' average vote, not noise, and the early stopping in `train_head` can keep it when no
+    correction generalises to the held-out dates.
+    """
+
+    def __init__(self, n_members: int) -> None:
+        super().__init__()
+        self.mix = nn.Parameter(torch.full((n_members,), 1.0 / n_members))
+
+    def forward(self, member_positions: torch.Tensor) -> torch.Tensor:
+        """member_positions [B, A, M] -> consensus logit [B, A]."""
+        logits = torch.atanh(member_positions.clamp(-POSITION_LOGIT_LIMIT, POSITION_LOGIT_LIMIT))
+        return logits @ self.mix
+
+
+def zero_linear(d_in: int, d_out: int) -> nn.Linear:
+    layer = nn.Linear(d_in, d_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class ConcatHead(nn.Module):
-    """LayerNorm(concatenated member embeddings) -> Linear -> GELU -> Linear -> tanh position."""
+    """LayerNorm(concatenated member embeddings) -> Linear -> GELU -> Linear, added to the
+    members' consensus logit -> tanh position."""
 
     def __init__(self, dims: Sequence[int], hidden: int, dropout: float) -> None:
         super().__init__()
         self.dims = tuple(int(d) for d in dims)
+        self.consensus = ConsensusStart(len(self.dims))
         self.norm = nn.LayerNorm(sum(self.dims))
         self.body = nn.Sequential(nn.Linear(sum(self.dims), hidden), nn.GELU(), nn.Dropout(dropout))
-        self.out = nn.Linear(hidden, 1)
+        self.out = zero_linear(hidden, 1)
 
-    def forward(self, embeddings: list[torch.Tensor], mask: torch.Tensor
+    def forward(self, embeddings: list[torch.Tensor], member_positions: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(position [B, A], fused embedding [B, A, H], None) from member embeddings [B, A, D_m]."""
+        """(position [B, A], fused embedding [B, A, H], None) from member embeddings [B, A, D_m]
+        and member positions [B, A, M]."""
         hidden = self.body(self.norm(torch.cat(embeddings, dim=-1)))
-        position = torch.tanh(self.out(hidden).squeeze(-1)) * mask
-        return position, hidden * mask[..., None], None
+        logit = self.consensus(member_positions) + self.out(hidden).squeeze(-1)
+        return torch.tanh(logit) * mask, hidden * mask[..., None], None
 
     def member_weights(self) -> np.ndarray:
-        """Share of the first layer's squared weight norm that reads each member's block [M]."""
+        """Each member's share [M]: half its consensus weight, half the share of the first layer's
+        squared weight norm that reads its embedding."""
         norms = self.body[0].weight.detach().pow(2).sum(dim=0).cpu().numpy()
         bounds = np.cumsum([0, *self.dims])
-        share = np.array([norms[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
-        return share / share.sum()
+        reads = np.array([norms[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
+        mix = self.consensus.mix.detach().abs().cpu().numpy()
+        return 0.5 * mix / max(mix.sum(), 1e-12) + 0.5 * reads / reads.sum()
 
 
 class AttentionHead(nn.Module):
-    """Per asset, a softmax over members of a learned query's scores mixes their embeddings."""
+    """Per asset, a softmax over members of a learned query's scores mixes their embeddings; the
+    mix feeds a correction to the members' consensus logit."""
 
     def __init__(self, dims: Sequence[int], hidden: int, dropout: float) -> None:
         super().__init__()
         self.dims = tuple(int(d) for d in dims)
+        self.consensus = ConsensusStart(len(self.dims))
         # members' embeddings differ in size and scale: normalize, then project into one space
         self.project = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden)) for d in self.dims)
         self.key = nn.Linear(hidden, hidden, bias=False)
         self.query = nn.Parameter(torch.randn(hidden) / math.sqrt(hidden))
         self.body = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
-        self.out = nn.Linear(hidden, 1)
+        self.out = zero_linear(hidden, 1)
 
-    def forward(self, embeddings: list[torch.Tensor], mask: torch.Tensor
+    def forward(self, embeddings: list[torch.Tensor], member_positions: torch.Tensor, mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(position [B, A], fused embedding [B, A, H], weights over members [B, A, M])."""
         values = torch.stack([proj(e) for proj, e in zip(self.project, embeddings)], dim=-2)  # [B, A, M, H]
         scores = self.key(values) @ self.query / math.sqrt(values.shape[-1])  # [B, A, M]
         weights = torch.softmax(scores, dim=-1)
         hidden = self.body((weights[..., None] * values).sum(dim=-2))
-        position = torch.tanh(self.out(hidden).squeeze(-1)) * mask
-        return position, hidden * mask[..., None], weights
+        logit = self.consensus(member_positions) + self.out(hidden).squeeze(-1)
+        return torch.tanh(logit) * mask, hidden * mask[..., None], weights
 
 
 HEADS: dict[str, type[nn.Module]] = {"concat": ConcatHead, "attention": AttentionHead}
@@ -174,14 +210,17 @@ def build_head(method: str, dims: Sequence[int], config: FusionConfig) -> nn.Mod
         return HEADS[method](dims, config.hidden, config.dropout)
 
 
-def apply_head(head: nn.Module, member_embeddings: list[np.ndarray], mask: np.ndarray, *,
+def apply_head(head: nn.Module, members: MemberOutputs, mask: np.ndarray, *,
                embeddings: bool, batch_size: int = 512) -> FusionOutput:
+    """The head's positions for a block of member outputs (embeddings included), in batches."""
+    member_embeddings, member_positions = members.embeddings, members.positions.transpose(1, 2, 0)  # [T, A, M]
     head.eval()
     positions, fused, weights = [], [], []
     with torch.no_grad():
         for start in range(0, mask.shape[0], batch_size):
             rows = slice(start, start + batch_size)
-            pos, hidden, w = head([torch.as_tensor(e[rows]) for e in member_embeddings], torch.as_tensor(mask[rows]))
+            pos, hidden, w = head([torch.as_tensor(e[rows]) for e in member_embeddings],
+                                  torch.as_tensor(member_positions[rows]), torch.as_tensor(mask[rows]))
             positions.append(pos.numpy())
             fused.append(hidden.numpy())
             if w is not None:
@@ -211,9 +250,9 @@ def fit_fusion(members: Sequence["Member"], windows: "Windows", method: str, *, 
                                  rounds=config.greedy_rounds)
         return EnsembleModel(members, method, None, weights, config)
     head = build_head(method, [e.shape[-1] for e in outputs.embeddings], config)
-    train_head(head, outputs.embeddings, labels["next_return"], labels["mask"], cost_bps, config)
+    train_head(head, outputs, labels["next_return"], labels["mask"], cost_bps, config)
     if method == "attention":
-        weights = apply_head(head, outputs.embeddings, labels["mask"], embeddings=False).member_weights
+        weights = apply_head(head, outputs, labels["mask"], embeddings=False).member_weights
         weights = mean_member_weights(weights, labels["mask"])
     else:
         weights = head.member_weights()
@@ -236,16 +275,18 @@ def mean_member_weights(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return active.mean(axis=0) if len(active) else np.full(weights.shape[-1], 1.0 / weights.shape[-1])
 
 
-def train_head(head: nn.Module, member_embeddings: list[np.ndarray], next_return: np.ndarray,
+def train_head(head: nn.Module, members: MemberOutputs, next_return: np.ndarray,
                mask: np.ndarray, cost_bps: float, config: FusionConfig) -> list[float]:
     """Maximize the net Sharpe of the head's positions on consecutive-date batches of the first
     `1 - holdout` of the validation block, keeping the epoch whose Sharpe on the held-out tail is
-    best (a head fit and scored on the same few hundred dates overfits them; the test block is
-    never used). Returns the held-out Sharpe per epoch."""
+    best, the untrained head (the members' consensus) included: a head fit and scored on the same
+    few hundred dates overfits them, and the test block is never used. Returns the held-out Sharpe
+    before training and after each epoch."""
     from quantray.train.loop import consecutive_batches
     from quantray.train.losses import portfolio_returns, sharpe_ratio
 
-    embeddings = [torch.as_tensor(e, dtype=torch.float32) for e in member_embeddings]
+    embeddings = [torch.as_tensor(e, dtype=torch.float32) for e in members.embeddings]
+    positions = torch.as_tensor(members.positions.transpose(1, 2, 0), dtype=torch.float32)  # [T, A, M]
     returns = torch.as_tensor(next_return, dtype=torch.float32)
     active = torch.as_tensor(mask, dtype=torch.bool)
     n_fit = max(2, int(round(len(returns) * (1.0 - config.holdout))))
@@ -260,26 +301,31 @@ def train_head(head: nn.Module, member_embeddings: list[np.ndarray], next_return
             return math.nan
         head.eval()
         with torch.no_grad():
-            position, _, _ = head([e[tail] for e in embeddings], active[tail])
+            position, _, _ = head([e[tail] for e in embeddings], positions[tail], active[tail])
             value = float(sharpe_ratio(portfolio_returns(position, returns[tail], active[tail], cost_bps)))
         head.train()
         return value
 
+    def keep_if_best() -> None:
+        nonlocal best_sharpe, best_state
+        score = held_out_sharpe()
+        history.append(score)
+        if not math.isnan(score) and score > best_sharpe:
+            best_sharpe, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}
+
     with torch.random.fork_rng(devices=[]):  # dropout draws are seeded too, the caller's RNG untouched
         torch.manual_seed(config.seed)
         head.train()
+        keep_if_best()  # the consensus itself is a candidate
         for _ in range(config.epochs):
             for rows in consecutive_batches(n_fit, config.batch_dates, rng):
                 rows = torch.as_tensor(rows)
-                position, _, _ = head([e[rows] for e in embeddings], active[rows])
+                position, _, _ = head([e[rows] for e in embeddings], positions[rows], active[rows])
                 loss = -sharpe_ratio(portfolio_returns(position, returns[rows], active[rows], cost_bps))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            score = held_out_sharpe()
-            history.append(score)
-            if not math.isnan(score) and score > best_sharpe:
-                best_sharpe, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}
+            keep_if_best()
     if best_state is not None:
         head.load_state_dict(best_state)
     head.eval()
