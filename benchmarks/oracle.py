@@ -5,7 +5,12 @@ fuses its best trials with each fusion method, backtests on the untouched test b
 test net Sharpe divided by the oracle's on the same block, for the ensemble and for the best
 single member. Goal: the ensemble at least 0.7 of the oracle.
 
+`--markets 1,2,3` repeats the whole run on other draws of the same synthetic market (the space's
+`synthetic:` source with `seed=` replaced): one market's test block is a single draw, and how
+much the ratio moves between draws is part of the answer.
+
     python benchmarks/oracle.py [--space search_spaces/quickstart.yaml] [--trials N] [--top-k 3]
+                                [--markets 0,1,2,3]
 """
 
 from __future__ import annotations
@@ -23,29 +28,56 @@ def main() -> None:
     parser.add_argument("--trials", type=int)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--methods", default="concat,attention,greedy")
+    parser.add_argument("--markets", help="comma-separated seeds of the synthetic market (default: the space's)")
     args = parser.parse_args()
-
-    from quantray.ensemble.build import build_ensemble
-    from quantray.tune.run import TuneRequest, run_tune
 
     with tempfile.TemporaryDirectory(prefix="quantray-oracle-") as scratch:
         root = Path(scratch)
-        uri = f"sqlite:///{root / 'mlflow.db'}"
-        summary = run_tune(TuneRequest(space=args.space, trials=args.trials, tracking_uri=uri, storage=root / "tune"))
-        rows = []
-        for method in args.methods.split(","):
-            result = build_ensemble(summary.experiment, storage=root / "tune", top_k=args.top_k, method=method,
-                                    tracking_uri=uri, out=root / "ensembles" / method, name=f"oracle-{method}")
-            oracle = result.baselines.get("oracle", float("nan"))
-            rows.append((method, len(result.members), result.test_sharpe, result.baselines["best_member"], oracle))
+        markets = [None] if args.markets is None else [int(seed) for seed in args.markets.split(",")]
+        for market in markets:
+            space = args.space if market is None else space_with_market(args.space, market, root)
+            run_one(space, market, args, root / f"market-{market}")
 
-    print(f"\nspace {args.space.name}, {summary.n_trials} trials; test block net Sharpe (annualized, after costs)")
+
+def space_with_market(space: Path, seed: int, root: Path) -> Path:
+    """A copy of `space` whose synthetic source draws the market with `seed`."""
+    import yaml
+
+    raw = yaml.safe_load(space.read_text())
+    source = raw["data"]["source"]
+    if not source.startswith("synthetic"):
+        raise SystemExit(f"--markets needs a synthetic source; {space} has {source!r}")
+    name, _, options = source.partition(":")
+    options = ",".join(o for o in options.split(",") if o and not o.startswith("seed="))
+    raw["data"]["source"] = f"{name}:seed={seed}" + (f",{options}" if options else "")
+    copy = root / f"{space.stem}-market{seed}.yaml"
+    copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return copy
+
+
+def run_one(space: Path, market: int | None, args: argparse.Namespace, root: Path) -> None:
+    from quantray.ensemble.build import build_ensemble
+    from quantray.tune.run import TuneRequest, run_tune
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    root.mkdir(parents=True)
+    summary = run_tune(TuneRequest(space=space, trials=args.trials, tracking_uri=uri, storage=root / "tune"))
+    rows = []
+    for method in args.methods.split(","):
+        result = build_ensemble(summary.experiment, storage=root / "tune", top_k=args.top_k, method=method,
+                                tracking_uri=uri, out=root / "ensembles" / method, name=f"oracle-{method}")
+        oracle = result.baselines.get("oracle", float("nan"))
+        rows.append((method, len(result.members), result.test_sharpe, result.baselines["best_member"], oracle))
+
+    where = "the space's market" if market is None else f"market seed {market}"
+    print(f"\nspace {args.space.name}, {where}, {summary.n_trials} trials; "
+          "test block net Sharpe (annualized, after costs)")
     print(f"{'method':10} {'members':>7} {'ensemble':>9} {'best member':>12} {'oracle':>7} "
           f"{'ensemble/oracle':>16} {'member/oracle':>14}")
     for method, members, ensemble, member, oracle in rows:
         ratio = (lambda x: f"{x / oracle:.2f}" if oracle > 0 else "n/a (oracle <= 0)")
         print(f"{method:10} {members:7d} {ensemble:9.2f} {member:12.2f} {oracle:7.2f} "
-              f"{ratio(ensemble):>16} {ratio(member):>14}")
+              f"{ratio(ensemble):>16} {ratio(member):>14}", flush=True)
 
 
 if __name__ == "__main__":
