@@ -172,6 +172,8 @@ def test_train_scaler_sees_only_training_dates():
     (FeatureConfig(wavelet_levels=9), "features.wavelet_levels"),
     (FeatureConfig(wavelet="nope"), "features.wavelet"),
     (FeatureConfig(windows=(1,)), "features.windows"),
+    (FeatureConfig(momentum_windows=(21, 0)), "features.momentum_windows"),
+    (FeatureConfig(momentum_windows=()), "features.momentum_windows"),
 ])
 def test_bad_feature_config_names_the_key(cfg, key):
     with pytest.raises(BadInput, match=key):

@@ -319,6 +319,9 @@ def _check_config(cfg: FeatureConfig) -> None:
     for key, windows in (("windows", cfg.windows), ("volume_windows", cfg.volume_windows)):
         if not windows or any(w < 2 for w in windows):
             raise BadInput(f"features.{key}: windows must be at least 2, got {list(windows)}")
+    if "momentum" in cfg.names and (not cfg.momentum_windows or min(cfg.momentum_windows) < 1):
+        raise BadInput(f"features.momentum_windows: need at least one window of 1 day or more, "
+                       f"got {list(cfg.momentum_windows)}")
     if cfg.rsi_window < 1 or min(cfg.macd) < 1 or cfg.norm_window < 2 or cfg.clip <= 0:
         raise BadInput("features: rsi_window, macd and clip must be positive, norm_window at least 2")
     if cfg.wavelet not in pywt.wavelist(kind="discrete"):
