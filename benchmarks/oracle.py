@@ -9,7 +9,7 @@ single member. Goal: the ensemble at least 0.7 of the oracle.
 `synthetic:` source with `seed=` replaced): one market's test block is a single draw, and how
 much the ratio moves between draws is part of the answer.
 
-    python benchmarks/oracle.py [--space search_spaces/quickstart.yaml] [--trials N] [--top-k 3]
+    python benchmarks/oracle.py [--space search_spaces/quickstart.yaml] [--trials N] [--top-k 5]
                                 [--markets 0,1,2,3]
 """
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "quickstart.yaml")
     parser.add_argument("--trials", type=int)
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--methods", default="concat,attention,greedy")
     parser.add_argument("--markets", help="comma-separated seeds of the synthetic market (default: the space's)")
     args = parser.parse_args()

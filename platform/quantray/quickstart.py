@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="SOURCE", help="data source (default: the synthetic market); e.g. csv:DIR")
     parser.add_argument("--space", type=Path, help=f"search space (default: search_spaces/{SPACE_NAME})")
     parser.add_argument("--trials", type=int, help="number of trials (default: the space's budget)")
-    parser.add_argument("--top-k", type=int, default=3, help="ensemble members (default 3)")
+    parser.add_argument("--top-k", type=int, default=5, help="ensemble members (default 5, as quantray ensemble)")
     parser.add_argument("--method", default="concat", choices=("concat", "attention", "greedy"),
                         help="fusion method (default concat)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: a SQLite store under ./.quantray/)")
