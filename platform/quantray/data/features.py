@@ -94,14 +94,15 @@ def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Featur
     values[~valid] = 0.0
     np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     if cfg.cross_sectional:
-        values, names = _with_cross_sectional(values, valid, names)
-        if cfg.normalization.startswith("rolling_"):  # train_* scalers clip later; "none" never does
-            np.clip(values, -cfg.clip, cfg.clip, out=values)
+        # rolling_* values are clipped already, so only the new half needs it; train_* scalers
+        # clip later, and "none" never does
+        clip = cfg.clip if cfg.normalization.startswith("rolling_") else None
+        values, names = _with_cross_sectional(values, valid, names, clip)
     return Features(values, names, valid)
 
 
-def _with_cross_sectional(values: np.ndarray, valid: np.ndarray, names: tuple[str, ...]
-                          ) -> tuple[np.ndarray, tuple[str, ...]]:
+def _with_cross_sectional(values: np.ndarray, valid: np.ndarray, names: tuple[str, ...],
+                          clip: float | None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Append each feature's deviation from its mean over the valid assets of the same date.
 
     A per-asset model then sees where an asset stands against the others (relative momentum,
@@ -111,6 +112,8 @@ def _with_cross_sectional(values: np.ndarray, valid: np.ndarray, names: tuple[st
     count = valid.sum(axis=1, keepdims=True)  # [T, 1]
     mean = values.sum(axis=1, keepdims=True) / np.maximum(count, 1)[..., None]  # invalid rows are 0
     deviation = np.where(valid[..., None], values - mean, 0.0).astype(np.float32)
+    if clip is not None:
+        np.clip(deviation, -clip, clip, out=deviation)
     return np.concatenate([values, deviation], axis=2), names + tuple(f"{n}_cs" for n in names)
 
 
