@@ -7,6 +7,7 @@ names the file and the dotted key, so a typo never passes silently.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -16,6 +17,8 @@ from typing import Any, Mapping, TypeVar
 from quantray.errors import BadInput
 
 T = TypeVar("T")
+
+FUSION_METHODS: tuple[str, ...] = ("concat", "attention", "greedy")  # quantray.ensemble.fusion
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "log_return",
@@ -184,6 +187,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # >1 runs the loop under Ray Train's TorchTrainer (DDP)
     gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
 
 
 def as_float(value: Any) -> float | None:
@@ -212,3 +216,64 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return value
+
+
+# ---- options: a recipe's options are one dataclass, and its command line is generated from it ----
+
+def option(default: Any = None, help: str = "", **argparse_extra: Any) -> Any:
+    """A dataclass field that is also a command-line option (`--name-with-dashes`).
+
+    `help` is the option's help; `argparse_extra` passes `choices`, `metavar` and the like.
+    """
+    return field(default=default, metadata={"help": help, **argparse_extra})
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--flag` per field of options dataclass `cls` (bool fields are switches).
+
+    Every flag defaults to "not given" (None), so `options_from` keeps the dataclass default:
+    each default is defined once, in the dataclass.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        extra = {k: v for k, v in f.metadata.items() if k != "help"}
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = f"{f.metadata.get('help', '')} (default {default})" if default not in (None, False) else \
+            f.metadata.get("help", "")
+        flag = "--" + f.name.replace("_", "-")
+        kind = _scalar(hints[f.name])
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=None, help=shown)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=shown, **extra)
+
+
+def options_from(cls: type[T], namespace: argparse.Namespace, **given: Any) -> T:
+    """The options dataclass from parsed arguments (flags not given keep their defaults)."""
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)
+              if getattr(namespace, f.name, None) is not None}
+    return cls(**{**values, **given})
+
+
+def to_arguments(options: Any, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """The command-line flags that reproduce `options` (only values that differ from the defaults)."""
+    arguments: list[str] = []
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.name in skip or value is None or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if value is True:
+            arguments.append(flag)
+        elif value is not False:
+            arguments += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return arguments
+
+
+def _scalar(hint: Any) -> type:
+    """`int | None` -> int; `Path | None` -> Path."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint

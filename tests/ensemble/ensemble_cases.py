@@ -13,7 +13,7 @@ import torch
 from quantray.config import DataConfig, FeatureConfig, ModelConfig, OptimConfig, SplitConfig, TrainConfig
 from quantray.data.pipeline import Prepared, prepare
 from quantray.train.checkpoint import build_model, save_checkpoint
-from quantray.train.loop import consecutive_batches, evaluate, model_shape, to_tensors
+from quantray.train.loop import consecutive_batches, evaluate, to_tensors
 from quantray.train.losses import objective
 
 DATA = DataConfig(
@@ -36,9 +36,9 @@ def train_member(prepared: Prepared, family: str, arch: dict[str, Any], seed: in
     """Build a real model, train it for `steps` batches with the objective, save its checkpoint."""
     config = TrainConfig(data=data, model=ModelConfig(family=family, arch=arch),
                          optim=OptimConfig(lr=3e-3, batch_dates=32), seed=seed)
-    shape = model_shape(prepared, data.lookback)
+    pipeline = prepared.pipeline()
     torch.manual_seed(seed)
-    model = build_model(config, shape)
+    model = build_model(config, pipeline)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr)
     train = prepared.windows("train")
     rng = np.random.default_rng(seed)
@@ -51,7 +51,7 @@ def train_member(prepared: Prepared, family: str, arch: dict[str, Any], seed: in
         loss.backward()
         optimizer.step()
     result = evaluate(model, prepared.windows("val"), config)
-    save_checkpoint(directory, model, config, shape, result.metrics, result.returns, result.positions)
+    save_checkpoint(directory, model, config, pipeline, result.metrics, result.returns, result.positions)
     return directory
 
 

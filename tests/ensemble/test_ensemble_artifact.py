@@ -14,7 +14,6 @@ from quantray.config import FeatureConfig
 from quantray.data.panel import Panel
 from quantray.data.pipeline import Prepared, prepare
 from quantray.ensemble.artifact import Ensemble, load_ensemble, save_ensemble
-from quantray.ensemble.build import training_scaler
 from quantray.ensemble.fusion import FusionConfig, fit_fusion
 from quantray.errors import BadInput
 from quantray.train.checkpoint import load_checkpoint
@@ -24,9 +23,8 @@ def make_ensemble(prepared: Prepared, member_dirs: list[Path], method: str) -> E
     members = [load_checkpoint(path) for path in member_dirs]
     model = fit_fusion(members, prepared.windows("val"), method, cost_bps=prepared.config.cost_bps,
                        config=FusionConfig(epochs=5))
-    return Ensemble(model=model, data=prepared.config, asset_names=prepared.asset_names,
-                    feature_names=prepared.feature_names, member_ids=tuple(p.name for p in member_dirs),
-                    val_sharpe=1.0, scaler=training_scaler(prepared))
+    return Ensemble(model=model, pipeline=prepared.pipeline(), member_ids=tuple(p.name for p in member_dirs),
+                    val_sharpe=1.0)
 
 
 @pytest.mark.parametrize("method", ["concat", "attention", "greedy"])
@@ -34,10 +32,11 @@ def test_round_trip_predicts_the_same(prepared: Prepared, member_dirs: list[Path
     ensemble = make_ensemble(prepared, member_dirs, method)
     directory = save_ensemble(tmp_path / "ens", ensemble)
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        ["ensemble.json", "members"] + ([] if method == "greedy" else ["fusion.pt"]))
+        ["ensemble.json", "members", "pipeline.json"] + ([] if method == "greedy" else ["fusion.pt"]))
     meta = json.loads((directory / "ensemble.json").read_text())
     assert meta["method"] == method and meta["members"] == ["trial_0", "trial_1", "trial_2"]
-    assert meta["data"]["lookback"] == DATA.lookback and meta["asset_names"] == list(prepared.asset_names)
+    pipeline = json.loads((directory / "pipeline.json").read_text())
+    assert pipeline["config"]["lookback"] == DATA.lookback and pipeline["asset_names"] == list(prepared.asset_names)
 
     expected = ensemble.predict(prepared.panel, embeddings=True)
     loaded = load_ensemble(directory)
@@ -76,11 +75,11 @@ def test_train_normalization_stores_and_reuses_the_scaler(tmp_path: Path) -> Non
     member = train_member(scaled, "cnn_lstm", {"d_model": 8, "kernel_size": 3}, seed=0, directory=tmp_path / "m",
                           steps=2, data=data)
     ensemble = make_ensemble(scaled, [member], "greedy")
-    assert ensemble.scaler is not None
+    assert ensemble.pipeline.scaler is not None
     directory = save_ensemble(tmp_path / "ens", ensemble)
     assert (directory / "scaler.npz").exists()
     loaded = load_ensemble(directory)
-    np.testing.assert_array_equal(loaded.scaler.center, ensemble.scaler.center)
+    np.testing.assert_array_equal(loaded.pipeline.scaler.center, ensemble.pipeline.scaler.center)
     got = loaded.predict(scaled.panel).positions
     val = scaled.windows("val")  # the pipeline's scaled features: the same positions
     np.testing.assert_allclose(got[val.dates_idx], ensemble.model.run(val).positions, atol=1e-6)
@@ -88,6 +87,7 @@ def test_train_normalization_stores_and_reuses_the_scaler(tmp_path: Path) -> Non
 
 def test_a_panel_without_the_trained_features_is_bad_input(prepared: Prepared, member_dirs: list[Path]) -> None:
     ensemble = make_ensemble(prepared, member_dirs[:1], "greedy")
-    ensemble.data = dataclasses.replace(ensemble.data, features=FeatureConfig(names=("log_return",)))
+    config = dataclasses.replace(ensemble.pipeline.config, features=FeatureConfig(names=("log_return",)))
+    ensemble.pipeline = dataclasses.replace(ensemble.pipeline, config=config)
     with pytest.raises(BadInput, match="cannot build feature"):
         ensemble.predict(prepared.panel)

@@ -14,7 +14,8 @@ import pytest
 
 from quantray.data.sources import load_panel
 from quantray.ensemble.artifact import load_ensemble
-from quantray.ensemble.build import build_ensemble
+from quantray.recipes.ensemble import run_ensemble
+from quantray.recipes.options import EnsembleOptions
 from quantray.registry.store import client_for
 from quantray.tune.results import load_trials
 
@@ -56,8 +57,8 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ensemble_of_a_search_is_backtested_saved_and_registered(search: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{search / 'mlflow.db'}"
-    result = build_ensemble("tiny", storage=search / "tune", top_k=2, method="greedy", tracking_uri=uri,
-                            out=tmp_path / "out", max_corr=0.999)
+    result = run_ensemble("tiny", EnsembleOptions(storage=search / "tune", top_k=2, method="greedy", tracking_uri=uri,
+                                                  out=tmp_path / "out", max_corr=0.999))
 
     trials = load_trials("tiny", search / "tune")
     ranked = sorted((r for r in trials.records if r.checkpoint), key=lambda r: -r.val_sharpe)
@@ -78,7 +79,7 @@ def test_ensemble_of_a_search_is_backtested_saved_and_registered(search: Path, t
     ensemble = load_ensemble(tmp_path / "out" / "ensemble")
     assert ensemble.member_ids == result.members and ensemble.method == "greedy"
     assert ensemble.val_sharpe >= ranked[0].val_sharpe - 1e-6  # greedy starts from the best member
-    prediction = ensemble.predict(load_panel(ensemble.data.source))
+    prediction = ensemble.predict(load_panel(ensemble.pipeline.config.source))
     assert np.isfinite(prediction.positions).all() and np.abs(prediction.positions).max() <= 1.0
 
     client = client_for(uri)

@@ -20,7 +20,7 @@ from quantray.ensemble.fusion import (
     run_members,
     train_head,
 )
-from quantray.evaluate.metrics import net_returns, sharpe_ratio
+from quantray.evaluate.metrics import net_returns, annualized_sharpe
 from quantray.train.checkpoint import load_checkpoint
 
 
@@ -37,8 +37,8 @@ def test_greedy_selection_recovers_the_best_combination() -> None:
     assert weights.sum() == pytest.approx(1.0)
     assert weights[2] == 0.0  # the uninformed member is never picked
     assert weights[0] == pytest.approx(0.5, abs=0.15) and weights[1] == pytest.approx(0.5, abs=0.15)
-    mixed = sharpe_ratio(net_returns(np.tensordot(weights, positions, axes=1), returns, mask))
-    single = max(sharpe_ratio(net_returns(p, returns, mask)) for p in positions)
+    mixed = annualized_sharpe(net_returns(np.tensordot(weights, positions, axes=1), returns, mask))
+    single = max(annualized_sharpe(net_returns(p, returns, mask)) for p in positions)
     assert mixed > 1.2 * single  # two independent signals: about sqrt(2) times one
 
 
@@ -58,7 +58,7 @@ def members(member_dirs: list[Path]):
 
 
 def val_sharpe(positions: np.ndarray, labels: dict[str, np.ndarray], cost_bps: float) -> float:
-    return sharpe_ratio(net_returns(positions, labels["next_return"], labels["mask"], cost_bps))
+    return annualized_sharpe(net_returns(positions, labels["next_return"], labels["mask"], cost_bps))
 
 
 def test_greedy_fusion_of_real_members_is_at_least_the_best_member(prepared: Prepared, members) -> None:

@@ -13,7 +13,7 @@ from quantray.evaluate.metrics import (
     performance,
     portfolio_weights,
     rolling_sharpe,
-    sharpe_ratio,
+    annualized_sharpe,
     turnover,
 )
 
@@ -149,6 +149,6 @@ def test_rolling_sharpe_matches_sharpe_of_each_window():
     r = np.random.default_rng(2).normal(0.001, 0.01, size=80)
     rolled = rolling_sharpe(r, window=63)
     assert np.isnan(rolled[:62]).all()
-    assert rolled[62] == pytest.approx(sharpe_ratio(r[:63]))
-    assert rolled[-1] == pytest.approx(sharpe_ratio(r[-63:]))
+    assert rolled[62] == pytest.approx(annualized_sharpe(r[:63]))
+    assert rolled[-1] == pytest.approx(annualized_sharpe(r[-63:]))
     assert (rolling_sharpe(np.zeros(70), window=63)[62:] == 0.0).all()

@@ -14,7 +14,7 @@ import yaml
 
 from quantray.cli import build_parser, main
 from quantray.jobs import k8s
-from quantray.jobs.submit import TuneOptions
+from quantray.recipes.options import TuneOptions
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"

@@ -11,6 +11,7 @@ import pytest
 from quantray.cli import build_parser, main
 from quantray.errors import BadInput
 from quantray.jobs import dashboard, submit
+from quantray.recipes.options import TuneOptions
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
@@ -18,7 +19,7 @@ UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
 
 
 def test_entrypoint_runs_quantray_tune_with_the_given_options() -> None:
-    options = submit.TuneOptions(data="synthetic:assets=4", trials=2, experiment="exp one", gpus_per_trial=0.5,
+    options = TuneOptions(data="synthetic:assets=4", trials=2, experiment="exp one", gpus_per_trial=0.5,
                                  workers_per_trial=2, tracking_uri="http://mlflow:5000", storage="/shared/tune")
     command = shlex.split(submit.cli_entrypoint(submit.tune_arguments("spaces/q.yaml", options)))
     assert command[:3] == ["python", "-m", "quantray.cli"]
@@ -30,7 +31,7 @@ def test_entrypoint_runs_quantray_tune_with_the_given_options() -> None:
 
 
 def test_unset_options_are_left_to_tune() -> None:
-    arguments = submit.tune_arguments("spaces/q.yaml", submit.TuneOptions(gpus_per_trial=1.0))
+    arguments = submit.tune_arguments("spaces/q.yaml", TuneOptions(gpus_per_trial=1.0))
     assert arguments == ["tune", "spaces/q.yaml", "--address", "auto", "--gpus-per-trial", "1"]
 
 
@@ -45,7 +46,7 @@ def test_submission_id_names_the_space_and_fits_kubernetes_names() -> None:
 
 def test_working_dir_is_the_project_in_installed_layout(tmp_path: Path) -> None:
     staged = submit.stage_working_dir(tmp_path / "job", (QUICKSTART,))
-    assert (staged / "quantray" / "cli.py").is_file()
+    assert (staged / "quantray" / "cli" / "__main__.py").is_file()
     assert (staged / "quantray" / "jobs" / "submit.py").is_file()
     assert (staged / "quantray" / "models" / "__init__.py").is_file()
     assert (staged / "spaces" / "quickstart.yaml").read_text() == QUICKSTART.read_text()

@@ -31,8 +31,7 @@ def fit_ensemble(prepared: Prepared, member_dirs: list[Path], method: str) -> En
     members = [load_checkpoint(path) for path in member_dirs]
     model = fit_fusion(members, prepared.windows("val"), method, cost_bps=prepared.config.cost_bps,
                        config=FusionConfig(epochs=5))
-    return Ensemble(model=model, data=prepared.config, asset_names=prepared.asset_names,
-                    feature_names=prepared.feature_names, member_ids=tuple(p.name for p in member_dirs),
+    return Ensemble(model=model, pipeline=prepared.pipeline(), member_ids=tuple(p.name for p in member_dirs),
                     val_sharpe=0.5)
 
 
@@ -76,9 +75,9 @@ def test_promotion_is_gated_and_rollback_restores(mlflow_server: str, versions: 
     assert main(["promote", f"models:/{NAME}/1", *uri]) == 0
     assert aliases(mlflow_server) == {"champion": "1"}
 
-    # v2's PBO 0.3 fails a 0.25 gate: exit 2, one line naming the gate, nothing moves
+    # v2's PBO 0.3 fails a 0.25 gate: exit 3 (refused, not bad input), one line naming the gate, nothing moves
     capsys.readouterr()
-    assert main(["promote", f"models:/{NAME}/2", "--max-pbo", "0.25", *uri]) == 2
+    assert main(["promote", f"models:/{NAME}/2", "--max-pbo", "0.25", *uri]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pbo 0.300 > max_pbo 0.25" in err
     assert aliases(mlflow_server) == {"champion": "1"}
@@ -104,11 +103,11 @@ def test_champion_loads_in_a_fresh_process(mlflow_server: str, versions: dict, t
     out = tmp_path / "positions.csv"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
     done = subprocess.run([str(QUANTRAY), "predict", f"models:/{NAME}@champion", "--data", versions["ensembles"]["2"]
-                           .data.source, "--out", str(out), "--embeddings"],
+                           .pipeline.config.source, "--out", str(out), "--embeddings"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = pd.read_csv(out)
-    expected = versions["ensembles"]["2"].predict(load_panel(versions["ensembles"]["2"].data.source), embeddings=True)
+    expected = versions["ensembles"]["2"].predict(load_panel(versions["ensembles"]["2"].pipeline.config.source), embeddings=True)
     n_dates, n_assets = expected.positions.shape
     assert list(rows.columns[:3]) == ["date", "asset", "position"] and len(rows) == n_dates * n_assets
     assert rows["asset"].tolist()[:n_assets] == list(expected.assets)
@@ -118,7 +117,7 @@ def test_champion_loads_in_a_fresh_process(mlflow_server: str, versions: dict, t
 
 
 def test_predict_prints_the_last_date(mlflow_server: str, versions: dict, capsys) -> None:
-    source = versions["ensembles"]["1"].data.source
+    source = versions["ensembles"]["1"].pipeline.config.source
     assert main(["predict", f"models:/{NAME}/1", "--data", source, "--tracking-uri", mlflow_server]) == 0
     out = capsys.readouterr().out
     last = versions["ensembles"]["1"].predict(load_panel(source))

@@ -11,7 +11,7 @@ import torch
 
 from quantray.errors import BadInput
 from quantray.models.blocks import Output
-from quantray.train.losses import LossWeights, focal_loss, objective, portfolio_returns, sharpe_ratio
+from quantray.train.losses import LossWeights, focal_loss, objective, portfolio_returns, batch_sharpe
 
 SHARPE_ONLY = LossWeights(sharpe=1.0, direction=0.0, volatility=0.0, volume=0.0, regime=0.0)
 
@@ -84,9 +84,9 @@ def test_sharpe_loss_matches_the_hand_computation() -> None:
 
 def test_sharpe_ratio_is_per_period_with_population_variance() -> None:
     returns = [0.01, -0.02, 0.03, 0.0]
-    got = sharpe_ratio(torch.tensor(returns, dtype=torch.float64), eps=0.0)
+    got = batch_sharpe(torch.tensor(returns, dtype=torch.float64), eps=0.0)
     assert got.item() == pytest.approx(hand_sharpe(returns, eps=0.0))
-    batched = sharpe_ratio(torch.tensor([returns, [0.01, 0.01, 0.02, 0.0]]))
+    batched = batch_sharpe(torch.tensor([returns, [0.01, 0.01, 0.02, 0.0]]))
     assert batched.shape == (2,)
 
 

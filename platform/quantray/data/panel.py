@@ -303,3 +303,21 @@ def check_history(panel: Panel, lookback: int) -> None:
         a = int(short[0])
         raise BadInput(f"{panel.origin(a)}: asset '{panel.assets[a]}' has {int(counts[a])} dates, "
                        f"fewer than the lookback {lookback}")
+
+
+def select_assets(panel: Panel, assets: tuple[str, ...]) -> Panel:
+    """`panel` restricted to `assets`, in that order (models' ticker embeddings are by position)."""
+    index = {name: i for i, name in enumerate(panel.assets)}
+    missing = [name for name in assets if name not in index]
+    if missing:
+        raise BadInput(f"panel: asset '{missing[0]}' is missing (the model trades {', '.join(assets)}; "
+                       f"the panel has {', '.join(panel.assets)})")
+    order = [index[name] for name in assets]
+    if order == list(range(panel.n_assets)):
+        return panel
+    oracle = None
+    if panel.oracle is not None:
+        oracle = Oracle(panel.oracle.positions[:, order], panel.oracle.sharpe, panel.oracle.expected_return[:, order])
+    origins = tuple(panel.origins[i] for i in order) if panel.origins else ()
+    return Panel(panel.dates, tuple(assets), panel.fields, panel.values[:, order], panel.mask[:, order], oracle,
+                 origins)

@@ -1,14 +1,12 @@
-"""Text summaries and long-format exports of a Panel (used by `quantray data show|export`)."""
+"""Text summaries of a Panel and long-format exports of prepared data (`quantray data show|export`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from quantray.config import FeatureConfig
-from quantray.data.features import build_features
-from quantray.data.labels import build_labels
-from quantray.data.panel import Panel, check_history
+from quantray.data.panel import Panel
+from quantray.data.pipeline import Prepared
 
 LABEL_COLUMNS: tuple[str, ...] = ("next_return", "fwd_return", "direction", "barrier", "volatility", "volume")
 
@@ -45,12 +43,10 @@ def summarize(panel: Panel, source: str) -> str:
     return "\n".join(lines)
 
 
-def export_frame(panel: Panel, lookback: int, horizon: int) -> pd.DataFrame:
-    """One row per traded (date, asset): `valid`, the model features (default causal normalization,
-    0 where not valid) and the labels as label_* (NaN or -1 where unknown)."""
-    check_history(panel, lookback)
-    features = build_features(panel, FeatureConfig())
-    labels = build_labels(panel, horizon)
+def export_frame(prepared: Prepared, fold: int = 0) -> pd.DataFrame:
+    """One row per traded (date, asset): `valid`, the model features as the models of `fold` see them
+    (its fitted pipeline; 0 where not valid) and the labels as label_* (NaN or -1 where unknown)."""
+    panel, features, labels = prepared.panel, prepared.fold_features(fold), prepared.labels
     t, a = np.nonzero(panel.mask)
     columns: dict[str, np.ndarray] = {
         "date": panel.dates[t],

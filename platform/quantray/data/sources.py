@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from quantray.data.panel import Panel, Table, panel_from_long_frame, panel_from_tables
+from quantray.data.synthetic import MarketParams, simulate
 from quantray.errors import BadInput
+from quantray.workspace import atomic_file, cache_dir
 
 SCHEMES: tuple[str, ...] = ("synthetic", "bundled", "yfinance", "csv", "parquet")
 SYNTHETIC_DEFAULTS: dict[str, float] = {"seed": 0, "assets": 8, "days": 1500, "signal": 1.0}
@@ -76,9 +77,7 @@ def synthetic_options(text: str, source: str) -> dict[str, float]:
 
 
 def _load_synthetic(rest: str, source: str) -> Panel:
-    from quantray.data.synthetic import simulate
 
-    from quantray.data.synthetic import MarketParams
 
     options = synthetic_options(rest, source)
     params = MarketParams(signal_kappa=MarketParams.signal_kappa * options["signal"])
@@ -185,10 +184,6 @@ def _first_line(exc: BaseException) -> str:
 
 # --- yfinance ---------------------------------------------------------------------------------
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("QUANTRAY_CACHE") or Path(".quantray") / "cache")
-
-
 def parse_yfinance_source(rest: str, source: str) -> tuple[list[str], dict[str, str]]:
     """'SPY,QQQ,start=2010-01-01' -> (['QQQ', 'SPY'], {'start': '2010-01-01'})."""
     tickers, option_items = [], []
@@ -280,17 +275,12 @@ def parse_yfinance_frame(frame: pd.DataFrame, tickers: list[str]) -> pd.DataFram
 
 
 def write_frame_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet (.parquet/.pq) or CSV (.csv) by extension, via a temporary file and os.replace."""
+    """Parquet (.parquet/.pq) or CSV (.csv) by extension, whole or absent."""
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv"):
         raise BadInput(f"{path}: output must end in .parquet or .csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

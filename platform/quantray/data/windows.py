@@ -54,6 +54,10 @@ class Windows:
     def n_features(self) -> int:
         return self.features.shape[2]
 
+    def at(self, dates_idx: np.ndarray) -> "Windows":
+        """The same features and labels, sampled at other dates."""
+        return Windows(self.features, self.labels, self.mask, self.lookback, dates_idx)
+
     def batch(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
         """The samples at positions `rows` of `dates_idx`."""
         return self.gather(self.dates_idx[rows])

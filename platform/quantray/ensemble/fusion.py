@@ -23,11 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from quantray.data.windows import Windows
-    from quantray.train.checkpoint import Member
+from quantray.config import FUSION_METHODS
+from quantray.data.windows import Windows
+from quantray.evaluate.metrics import annualized_sharpe, net_returns
+from quantray.train.checkpoint import Member
+from quantray.train.inference import run_model
+from quantray.train.loop import consecutive_batches
+from quantray.train.losses import batch_sharpe, portfolio_returns
 
-METHODS: tuple[str, ...] = ("concat", "attention", "greedy")
+METHODS = FUSION_METHODS
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,7 @@ class MemberOutputs:
     embeddings: list[np.ndarray] | None  # M arrays [T, A, D_m], when asked for
 
 
-def run_members(members: Sequence["Member"], windows: "Windows", *, embeddings: bool) -> MemberOutputs:
-    from quantray.train.inference import run_model
+def run_members(members: Sequence[Member], windows: Windows, *, embeddings: bool) -> MemberOutputs:
 
     runs = [run_model(m.model, windows, embeddings=embeddings) for m in members]
     return MemberOutputs(
@@ -73,7 +76,7 @@ def run_members(members: Sequence["Member"], windows: "Windows", *, embeddings: 
     )
 
 
-def freeze(members: Sequence["Member"]) -> None:
+def freeze(members: Sequence[Member]) -> None:
     for member in members:
         member.model.eval()
         for p in member.model.parameters():
@@ -83,7 +86,7 @@ def freeze(members: Sequence["Member"]) -> None:
 class EnsembleModel:
     """Frozen members plus their fusion: positions (and fused embeddings) for any Windows."""
 
-    def __init__(self, members: Sequence["Member"], method: str, head: nn.Module | None,
+    def __init__(self, members: Sequence[Member], method: str, head: nn.Module | None,
                  weights: np.ndarray, config: FusionConfig) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown fusion method {method!r} (expected one of: {', '.join(METHODS)})")
@@ -98,7 +101,7 @@ class EnsembleModel:
         if head is not None:
             head.eval()
 
-    def run(self, windows: "Windows", *, embeddings: bool = False) -> FusionOutput:
+    def run(self, windows: Windows, *, embeddings: bool = False) -> FusionOutput:
         """Positions [T, A] for every sample of `windows`, in date order, without gradients."""
         mask = block_labels(windows)["mask"]
         outputs = run_members(self.members, windows, embeddings=embeddings or self.head is not None)
@@ -235,7 +238,7 @@ def apply_head(head: nn.Module, members: MemberOutputs, mask: np.ndarray, *,
 
 # ---- fitting -----------------------------------------------------------------------------------
 
-def fit_fusion(members: Sequence["Member"], windows: "Windows", method: str, *, cost_bps: float,
+def fit_fusion(members: Sequence[Member], windows: Windows, method: str, *, cost_bps: float,
                config: FusionConfig = FusionConfig()) -> EnsembleModel:
     """Fit `method` on `windows` (the validation block) and return the fused model."""
     if method not in METHODS:
@@ -259,7 +262,7 @@ def fit_fusion(members: Sequence["Member"], windows: "Windows", method: str, *, 
     return EnsembleModel(members, method, head, weights, config)
 
 
-def block_labels(windows: "Windows", chunk: int = 256) -> dict[str, np.ndarray]:
+def block_labels(windows: Windows, chunk: int = 256) -> dict[str, np.ndarray]:
     """next_return and mask [T, A] of every sample, gathered in chunks (one batch of all x is big)."""
     rows = np.arange(len(windows))
     parts = [windows.batch(rows[i:i + chunk]) for i in range(0, len(rows), chunk)]
@@ -282,8 +285,6 @@ def train_head(head: nn.Module, members: MemberOutputs, next_return: np.ndarray,
     best, the untrained head (the members' consensus) included: a head fit and scored on the same
     few hundred dates overfits them, and the test block is never used. Returns the held-out Sharpe
     before training and after each epoch."""
-    from quantray.train.loop import consecutive_batches
-    from quantray.train.losses import portfolio_returns, sharpe_ratio
 
     embeddings = [torch.as_tensor(e, dtype=torch.float32) for e in members.embeddings]
     positions = torch.as_tensor(members.positions.transpose(1, 2, 0), dtype=torch.float32)  # [T, A, M]
@@ -302,7 +303,8 @@ def train_head(head: nn.Module, members: MemberOutputs, next_return: np.ndarray,
         head.eval()
         with torch.no_grad():
             position, _, _ = head([e[tail] for e in embeddings], positions[tail], active[tail])
-            value = float(sharpe_ratio(portfolio_returns(position, returns[tail], active[tail], cost_bps)))
+            # early stopping scores what validation reports: the annualized sample Sharpe
+            value = annualized_sharpe(portfolio_returns(position, returns[tail], active[tail], cost_bps).double().numpy())
         head.train()
         return value
 
@@ -321,7 +323,7 @@ def train_head(head: nn.Module, members: MemberOutputs, next_return: np.ndarray,
             for rows in consecutive_batches(n_fit, config.batch_dates, rng):
                 rows = torch.as_tensor(rows)
                 position, _, _ = head([e[rows] for e in embeddings], positions[rows], active[rows])
-                loss = -sharpe_ratio(portfolio_returns(position, returns[rows], active[rows], cost_bps))
+                loss = -batch_sharpe(portfolio_returns(position, returns[rows], active[rows], cost_bps))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -343,7 +345,6 @@ def greedy_weights(member_positions: np.ndarray, asset_returns: np.ndarray, mask
     gains weight). The prefix with the best Sharpe is kept, so adding rounds never hurts on
     validation; the weights are the selection counts over the total.
     """
-    from quantray.evaluate.metrics import net_returns, sharpe_ratio
 
     if rounds < 1:
         raise ValueError(f"greedy selection needs at least 1 round, got {rounds}")
@@ -353,7 +354,7 @@ def greedy_weights(member_positions: np.ndarray, asset_returns: np.ndarray, mask
     total = np.zeros(positions.shape[1:])
     best_score, best_counts = -math.inf, None
     for step in range(1, rounds + 1):
-        scores = [sharpe_ratio(net_returns((total + positions[m]) / step, asset_returns, mask, cost_bps))
+        scores = [annualized_sharpe(net_returns((total + positions[m]) / step, asset_returns, mask, cost_bps))
                   for m in range(n_members)]
         chosen = int(np.argmax(scores))
         counts[chosen] += 1

@@ -41,7 +41,7 @@ def performance(
     out = {
         "annual_return": annual_return(r, periods_per_year),
         "annual_volatility": float(sample_std(r) * np.sqrt(periods_per_year)),
-        "sharpe": sharpe_ratio(r, periods_per_year),
+        "sharpe": annualized_sharpe(r, periods_per_year),
         "sortino": sortino_ratio(r, periods_per_year),
         "max_drawdown": max_drawdown(r),
         "calmar": 0.0,
@@ -137,7 +137,7 @@ def annual_return(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR)
     return float(np.expm1(np.log(final) * periods_per_year / r.size))
 
 
-def sharpe_ratio(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def annualized_sharpe(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     """Annualized mean / sample standard deviation; 0.0 with fewer than 2 periods or no variance."""
     r = _finite(returns)
     std = sample_std(r)

@@ -21,7 +21,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from quantray.evaluate.metrics import sample_std, sharpe_ratio
+from quantray.evaluate.metrics import sample_std, annualized_sharpe
 
 EULER_GAMMA = 0.5772156649015329
 MAX_COMBINATIONS = 20_000  # C(16, 8) = 12,870 are enumerated; C(20, 10) = 184,756 are sampled
@@ -40,7 +40,7 @@ def probabilistic_sharpe_ratio(returns: np.ndarray, sr_benchmark: float = 0.0) -
     r = r[np.isfinite(r)]
     if sample_std(r) == 0.0:  # also covers fewer than 2 returns
         return 0.0
-    sr = sharpe_ratio(r, periods_per_year=1)
+    sr = annualized_sharpe(r, periods_per_year=1)
     centered = r - r.mean()
     m2 = float(np.mean(centered**2))
     skew = float(np.mean(centered**3)) / m2**1.5
@@ -83,7 +83,7 @@ def sharpe_variance(trial_returns: np.ndarray) -> float:
         raise ValueError(f"trial_returns must be [N, T], got shape {trials.shape}")
     if trials.shape[0] < 2:
         return 0.0
-    return float(np.var([sharpe_ratio(row, periods_per_year=1) for row in trials], ddof=1))
+    return float(np.var([annualized_sharpe(row, periods_per_year=1) for row in trials], ddof=1))
 
 
 @dataclass(frozen=True)

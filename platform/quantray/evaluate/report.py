@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from quantray.evaluate.backtest import BacktestResult
 from quantray.evaluate.metrics import COUNT_KEYS, rolling_sharpe
+from quantray.workspace import write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -65,11 +64,11 @@ def write_report(
     sections = []
     for filename, caption, plot in figures:
         png = _png_bytes(plot())
-        _write_atomic(out_dir / filename, png)
+        write_bytes(out_dir / filename, png)
         sections.append(_figure_html(filename, caption, png))
     page = _page_html(title, result, extra_metrics or {}, sections)
     path = out_dir / REPORT_NAME
-    _write_atomic(path, page.encode("utf-8"))
+    write_bytes(path, page.encode("utf-8"))
     return path
 
 
@@ -248,19 +247,3 @@ _CSS = (
     "th:first-child,td:first-child{text-align:left}"
     "figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:0.9em}"
 )
-
-
-# ---------------------------------------------------------------- files
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

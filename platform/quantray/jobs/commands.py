@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 from quantray.errors import BadInput
+from quantray.jobs import dashboard, k8s, local, submit
 from quantray.jobs.dashboard import DEFAULT_TOKEN_ENV
-from quantray.jobs.submit import TuneOptions
+from quantray.config import add_options, options_from
+from quantray.recipes.options import TuneOptions
 
 ADDRESS_HELP = ("Ray dashboard URL, e.g. http://HOST:8265 (default: RAY_ADDRESS when it is a URL, else the head "
                 "`quantray cluster start` runs here, else http://127.0.0.1:8265)")
@@ -66,15 +68,9 @@ def register_submit(subparsers: argparse._SubParsersAction) -> None:
     )
     submit.add_argument("space", type=Path, metavar="SPACE.yaml", help="search-space file")
     add_connection_arguments(submit)
-    submit.add_argument("--data", metavar="SOURCE", help="override the space's data source")
-    submit.add_argument("--trials", type=int, help="number of trials")
-    submit.add_argument("--experiment", help="experiment name")
-    submit.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions share a GPU")
-    submit.add_argument("--workers-per-trial", type=int, help="DDP workers per trial")
-    submit.add_argument("--tracking-uri", help="MLflow tracking URI the job logs to (default: the local store for "
-                                               "the head started here, else the cluster's MLFLOW_TRACKING_URI)")
-    submit.add_argument("--storage", help="where the job keeps trial results (default: ./.quantray/tune here for "
-                                          "the local head, else the job's own directory)")
+    # the search's own options, as `quantray tune` has them (--address is the cluster's, above); for the
+    # head started here, results and MLflow default to this project's ./.quantray/
+    add_options(submit, TuneOptions, skip=("address",))
     submit.add_argument("--k8s", action="store_true", help="create a KubeRay RayJob in the current kube context")
     submit.add_argument("--namespace", default="default", help="with --k8s: namespace (default: default)")
     submit.add_argument("--image", help="with --k8s: the quantray image (default: the chart's)")
@@ -108,8 +104,6 @@ def register_jobs(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cluster_start(args: argparse.Namespace) -> int:
-    from quantray.jobs import local
-
     state = local.start_head(Path.cwd(), host=args.host, dashboard_port=args.dashboard_port, num_cpus=args.num_cpus,
                              num_gpus=args.num_gpus, timeout_s=args.timeout)
     print(f"Ray head started (pid {state.leader_pid}, {len(state.pids)} processes)")
@@ -121,8 +115,6 @@ def cluster_start(args: argparse.Namespace) -> int:
 
 
 def cluster_stop(args: argparse.Namespace) -> int:
-    from quantray.jobs import local
-
     stopped = local.stop_head(Path.cwd())
     print(f"Ray head stopped ({len(stopped)} processes)" if stopped else "the recorded Ray head was not running")
     return 0
@@ -130,12 +122,8 @@ def cluster_stop(args: argparse.Namespace) -> int:
 
 def cluster_status(args: argparse.Namespace) -> int:
     if args.k8s:
-        from quantray.jobs import k8s
-
         print("\n".join(k8s.cluster_summary(args.namespace)))
         return 0
-    from quantray.jobs import dashboard, local
-
     root = Path.cwd()
     state = local.read_state(root)
     if args.address is None and (state is None or not local.is_running(state)):
@@ -161,16 +149,9 @@ def cluster_status(args: argparse.Namespace) -> int:
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from quantray.jobs import submit
-
-    options = TuneOptions(
-        data=args.data, trials=args.trials, experiment=args.experiment, gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial, tracking_uri=args.tracking_uri, storage=args.storage,
-    )
+    options = options_from(TuneOptions, args, address=None)
     if args.k8s:
         return submit_to_kubernetes(args, options)
-    from quantray.jobs import dashboard
-
     root = Path.cwd()
     address = dashboard.resolve_address(args.address, root)
     token = dashboard.resolve_token(address, args.token_env, root)
@@ -184,8 +165,6 @@ def submit_command(args: argparse.Namespace) -> int:
 
 
 def submit_to_kubernetes(args: argparse.Namespace, options: TuneOptions) -> int:
-    from quantray.jobs import k8s
-
     request = k8s.submit_tune(args.space, options, namespace=args.namespace, image=args.image or k8s.DEFAULT_IMAGE,
                               release=args.release)
     print(f"created RayJob {request.namespace}/{request.name} (space in ConfigMap {request.space_configmap})")
@@ -196,16 +175,12 @@ def submit_to_kubernetes(args: argparse.Namespace, options: TuneOptions) -> int:
 
 
 def connection(args: argparse.Namespace) -> tuple[str, str | None]:
-    from quantray.jobs import dashboard
-
     root = Path.cwd()
     address = dashboard.resolve_address(args.address, root)
     return address, dashboard.resolve_token(address, args.token_env, root)
 
 
 def jobs_list(args: argparse.Namespace) -> int:
-    from quantray.jobs import submit
-
     address, token = connection(args)
     listed = submit.list_jobs(address, token)
     if not listed:
@@ -221,8 +196,6 @@ def jobs_list(args: argparse.Namespace) -> int:
 
 
 def jobs_logs(args: argparse.Namespace) -> int:
-    from quantray.jobs import submit
-
     address, token = connection(args)
     if not args.follow:
         print(submit.job_logs(address, token, args.job_id), end="")
@@ -235,8 +208,6 @@ def jobs_logs(args: argparse.Namespace) -> int:
 
 
 def jobs_stop(args: argparse.Namespace) -> int:
-    from quantray.jobs import submit
-
     address, token = connection(args)
     stopped = submit.stop_job(address, token, args.job_id)
     print(f"stopping {args.job_id}" if stopped else f"{args.job_id} had already ended")

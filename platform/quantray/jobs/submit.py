@@ -21,8 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import quantray
+from quantray.config import to_arguments
 from quantray.errors import BadInput
-from quantray.jobs import dashboard
+from quantray.jobs import dashboard, local
+from quantray.recipes.options import TuneOptions
+from quantray.tune.space import load_space
+from quantray.workspace import tracking_uri, tune_storage
 
 SPACES_DIR = "spaces"
 # what never travels with a job: caches, local state, virtual environments
@@ -33,35 +38,10 @@ JOB_ENV_VARS = {
 }
 
 
-@dataclass(frozen=True)
-class TuneOptions:
-    """The `quantray tune` options that `submit` forwards (None: the tune default)."""
-
-    data: str | None = None
-    trials: int | None = None
-    experiment: str | None = None
-    gpus_per_trial: float | None = None
-    workers_per_trial: int | None = None
-    tracking_uri: str | None = None
-    storage: str | None = None
-
-
 def tune_arguments(space_in_job: str, options: TuneOptions) -> list[str]:
-    """The `quantray tune` argument list the job runs (it attaches to the job's cluster)."""
-    arguments = ["tune", space_in_job, "--address", "auto"]
-    flags = {
-        "--data": options.data,
-        "--trials": options.trials,
-        "--experiment": options.experiment,
-        "--gpus-per-trial": options.gpus_per_trial,
-        "--workers-per-trial": options.workers_per_trial,
-        "--tracking-uri": options.tracking_uri,
-        "--storage": options.storage,
-    }
-    for flag, value in flags.items():
-        if value is not None:
-            arguments += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return arguments
+    """The `quantray tune` argument list the job runs: the job attaches to its own cluster, and
+    every other option travels as given (generated from the recipe's options, so none is lost)."""
+    return ["tune", space_in_job, "--address", "auto", *to_arguments(options, skip=("address",))]
 
 
 def with_local_defaults(options: TuneOptions, address: str, root: Path) -> TuneOptions:
@@ -69,17 +49,13 @@ def with_local_defaults(options: TuneOptions, address: str, root: Path) -> TuneO
 
     Elsewhere the job's defaults apply: its directory, and the cluster's MLFLOW_TRACKING_URI.
     """
-    from quantray.jobs import local
-
     state = local.read_state(root)
     if state is None or not local.is_running(state) or state.dashboard_url != address:
         return options
-    from quantray.registry.store import tracking_uri
-
     return dataclasses.replace(
         options,
         tracking_uri=options.tracking_uri or tracking_uri(None),
-        storage=options.storage or str((root / ".quantray" / "tune").resolve()),
+        storage=(options.storage or root / tune_storage()).resolve(),
     )
 
 
@@ -101,8 +77,6 @@ def space_in_job(space: Path) -> str:
 
 def package_roots() -> tuple[Path, Path]:
     """Where the installed `quantray` and `quantray.models` packages live (editable or not)."""
-    import quantray
-
     models = importlib.util.find_spec("quantray.models")
     if models is None or not models.submodule_search_locations:
         raise RuntimeError("the quantray.models package cannot be found")
@@ -181,8 +155,6 @@ def validate_space(space: Path) -> None:
     """Fail here, before contacting the cluster, when the space file is missing or malformed."""
     if not space.is_file():
         raise BadInput(f"{space}: no such search-space file")
-    from quantray.tune.space import load_space
-
     load_space(space)
 
 

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
 
-    from quantray.data.panel import Panel
-    from quantray.ensemble.artifact import Prediction
 
 ENSEMBLE_ARTIFACT = "ensemble"
 INPUT_COLUMNS: tuple[tuple[str, str, bool], ...] = (  # name, MLflow type, required
@@ -46,19 +44,17 @@ class QuantrayEnsembleModel(mlflow.pyfunc.PythonModel):
     """Loads the ensemble directory logged as artifact `ensemble` and predicts positions."""
 
     def load_context(self, context: Any) -> None:
-        from quantray.ensemble.artifact import load_ensemble
 
         self.ensemble = load_ensemble(Path(context.artifacts[ENSEMBLE_ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from quantray.data.panel import panel_from_long_frame
 
         panel = panel_from_long_frame(model_input, origin="model input")
         prediction = self.ensemble.predict(panel, embeddings=bool((params or {}).get("embeddings", False)))
         return prediction_frame(prediction)
 
 
-def panel_frame(panel: "Panel") -> pd.DataFrame:
+def panel_frame(panel: Panel) -> pd.DataFrame:
     """A Panel as the model's input: one row per traded (date, asset), dates as ISO strings."""
     t, a = np.nonzero(panel.mask)
     frame = pd.DataFrame({
@@ -70,7 +66,7 @@ def panel_frame(panel: "Panel") -> pd.DataFrame:
     return frame
 
 
-def prediction_frame(prediction: "Prediction") -> pd.DataFrame:
+def prediction_frame(prediction: Prediction) -> pd.DataFrame:
     """Long rows (date, asset, position[, emb_i]) in date-major order."""
     n_dates, n_assets = prediction.positions.shape
     frame = pd.DataFrame({

@@ -21,41 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from quantray.errors import BadInput
+from quantray.workspace import artifact_root, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.pyfunc import PyFuncModel
     from mlflow.tracking import MlflowClient
 
-LOCAL_DIR = Path(".quantray")
-LOCAL_DB = "mlflow.db"
-LOCAL_ARTIFACTS = "mlartifacts"
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"  # the pyfunc's name inside the run
 REPORT_ARTIFACT = "report"
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-
-
-def tracking_uri(cli_value: str | None) -> str:
-    """The MLflow tracking URI: `--tracking-uri`, else MLFLOW_TRACKING_URI, else a local SQLite store.
-
-    The local default is `sqlite:///<cwd>/.quantray/mlflow.db`; experiments created through
-    `experiment_id` keep their artifacts beside it, under `.quantray/mlartifacts/`.
-    """
-    if cli_value:
-        return cli_value
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    folder = (Path.cwd() / LOCAL_DIR).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / LOCAL_DB}"
-
-
-def artifact_root(uri: str) -> str | None:
-    """Where new experiments keep artifacts: beside a SQLite file; the server's choice otherwise."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri[len("sqlite:///"):]).parent / LOCAL_ARTIFACTS).resolve().as_uri()
 
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
@@ -118,7 +94,7 @@ def register_ensemble(
     """
     import mlflow
 
-    from quantray.registry.pyfunc import log_pyfunc
+    from quantray.registry.pyfunc import log_pyfunc  # lazy: it imports mlflow.pyfunc at the top
 
     client = client_for(tracking_uri)
     with using_tracking_uri(client.tracking_uri):
@@ -160,13 +136,26 @@ class Gates:
 
 @dataclass(frozen=True)
 class PromotionResult:
+    """What `promote` did. A refusal is a result (the gates did their job), not an error."""
+
     name: str
     version: str
     alias: str
-    previous_version: str | None  # the version the alias pointed to before (now `previous`)
+    promoted: bool  # the alias now points at `version`
+    previous_version: str | None  # the version the alias pointed to before (now `previous`), if moved
     metrics: dict[str, float]  # dsr and pbo as read from the version's run
-    failed_gates: tuple[str, ...]  # non-empty only when forced
+    failed_gates: tuple[str, ...]  # why it was refused (or what --force overrode)
     forced: bool
+
+    def line(self) -> str:
+        """One line for the console."""
+        gates = "  ".join(f"{key} {self.metrics[key]:.3f}" for key in ("dsr", "pbo") if key in self.metrics)
+        if not self.promoted:
+            return (f"{self.name} version {self.version} not promoted to '{self.alias}': "
+                    f"{'; '.join(self.failed_gates)} (--force overrides)")
+        previous = f"; version {self.previous_version} is 'previous'" if self.previous_version else ""
+        forced = f" (forced past: {'; '.join(self.failed_gates)})" if self.forced else ""
+        return f"{self.name} version {self.version} is now '{self.alias}' ({gates}){previous}{forced}"
 
 
 @dataclass(frozen=True)
@@ -186,15 +175,17 @@ def promote(model_uri: str, *, alias: str = CHAMPION, gates: Gates = Gates(), fo
             tracking_uri: str | None = None) -> PromotionResult:
     """Point `alias` at the version `model_uri` names when it passes `gates`.
 
-    The old holder of the alias becomes `previous_alias(alias)`. A failed gate raises BadInput
-    naming the gate and the values, unless `force` (which says loudly on stderr what it overrides).
+    The old holder of the alias becomes `previous_alias(alias)`. A failed gate leaves the aliases
+    as they were and returns `promoted=False` with the reasons, unless `force` (which says loudly
+    on stderr what it overrides). A malformed or unknown `model_uri` raises BadInput.
     """
     client = client_for(tracking_uri)
     version = resolve_version(client, model_uri)
     metrics = run_metrics(client, version)
     failed = failed_gates(metrics, gates)
     if failed and not force:
-        raise BadInput(f"{model_uri}: not promoted to '{alias}': {'; '.join(failed)} (--force overrides)")
+        return PromotionResult(name=version.name, version=version.version, alias=alias, promoted=False,
+                               previous_version=None, metrics=metrics, failed_gates=tuple(failed), forced=False)
     if failed:
         print(f"quantray: WARNING: --force promotes {model_uri} to '{alias}' despite failed gates: "
               f"{'; '.join(failed)}", file=sys.stderr)
@@ -206,10 +197,11 @@ def promote(model_uri: str, *, alias: str = CHAMPION, gates: Gates = Gates(), fo
         name=version.name,
         version=version.version,
         alias=alias,
+        promoted=True,
         previous_version=current.version if current is not None and current.version != version.version else None,
         metrics=metrics,
-        failed_gates=tuple(failed) if force else (),
-        forced=bool(failed) and force,
+        failed_gates=tuple(failed),
+        forced=bool(failed),
     )
 
 

@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from quantray.config import TrainConfig
-from quantray.train.checkpoint import ModelShape, build_model, save_checkpoint, unwrap
+from quantray.data.pipeline import Prepared
+from quantray.data.windows import Windows
+from quantray.evaluate.metrics import net_returns, performance
+from quantray.workspace import atomic_dir
+from quantray.train.checkpoint import build_model, save_checkpoint, unwrap
 
 if TYPE_CHECKING:
     import torch
 
-    from quantray.data.pipeline import Prepared
-    from quantray.data.windows import Windows
 
 BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
 STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
@@ -59,25 +61,15 @@ class FitSummary:
     epochs_run: int
 
 
-def model_shape(data: "Prepared", lookback: int) -> ModelShape:
-    return ModelShape(
-        n_assets=data.n_assets,
-        n_features=data.n_features,
-        lookback=lookback,
-        asset_names=tuple(data.asset_names),
-        feature_names=tuple(data.feature_names),
-    )
-
-
-def fit(config: TrainConfig, data: "Prepared", session: Session) -> FitSummary:
+def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
     """Train `config` on `data`'s training windows; report after every epoch through `session`."""
     import torch
 
-    from quantray.train.losses import objective
+    from quantray.train.losses import objective  # lazy: the loss imports torch
 
     torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
-    shape = model_shape(data, config.data.lookback)
-    model = build_model(config, shape).to(session.device)
+    pipeline = data.pipeline()  # saved with every checkpoint: the only way to its inputs later
+    model = build_model(config, pipeline).to(session.device)
     model = session.prepare_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     val_windows = data.windows("val")
@@ -110,7 +102,7 @@ def fit(config: TrainConfig, data: "Prepared", session: Session) -> FitSummary:
             metrics.update(evaluation.metrics)
             if metrics["val_sharpe"] > best_sharpe:
                 best_sharpe, best_epoch = metrics["val_sharpe"], epoch + 1
-                save_checkpoint(best_dir, unwrap(model), config, shape, metrics,
+                save_checkpoint(best_dir, unwrap(model), config, pipeline, metrics,
                                 evaluation.returns, evaluation.positions)
             metrics["best_val_sharpe"] = best_sharpe
             state = {
@@ -132,14 +124,13 @@ class Evaluation:
     positions: np.ndarray  # [T, A]
 
 
-def evaluate(model: "torch.nn.Module", windows: "Windows", config: TrainConfig, device: str = "cpu") -> Evaluation:
+def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, device: str = "cpu") -> Evaluation:
     """Validation metrics of `model` on a block: net Sharpe after costs, IC, hit rate, loss.
 
     One forward pass over the whole block gives both the positions and the objective's loss."""
     import torch
 
-    from quantray.evaluate.metrics import net_returns, performance
-    from quantray.train.losses import objective
+    from quantray.train.losses import objective  # lazy: the loss imports torch
 
     everything = windows.batch(np.arange(len(windows)))
     model.eval()
@@ -191,7 +182,7 @@ class InProcessSession:
     """The loop's session when this process trains alone (a plain run or a single-worker Tune
     trial): batches come from the in-memory training windows; reporting is pluggable."""
 
-    def __init__(self, data: "Prepared", config: TrainConfig, *, report: ReportFn,
+    def __init__(self, data: Prepared, config: TrainConfig, *, report: ReportFn,
                  latest_checkpoint: Callable[[], Path | None] = lambda: None, device: str = "cpu") -> None:
         self.device = device
         self._windows = data.windows("train")
@@ -218,11 +209,8 @@ def directory_reporter(checkpoint_dir: Path, on_report: Callable[[dict[str, floa
     """Keep the latest checkpoint in `checkpoint_dir` (replaced atomically each epoch)."""
 
     def report(metrics: dict[str, float], write_checkpoint: Callable[[Path], None]) -> None:
-        checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=checkpoint_dir.parent))
-        write_checkpoint(tmp)
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        tmp.rename(checkpoint_dir)
+        with atomic_dir(checkpoint_dir) as tmp:
+            write_checkpoint(tmp)
         if on_report is not None:
             on_report(metrics)
 

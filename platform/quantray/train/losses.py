@@ -35,13 +35,13 @@ from quantray.errors import BadInput
 if TYPE_CHECKING:
     from quantray.models.blocks import Output
 
-__all__ = ["LossWeights", "SHARPE_EPS", "focal_loss", "objective", "portfolio_returns", "sharpe_ratio"]
+__all__ = ["LossWeights", "SHARPE_EPS", "focal_loss", "objective", "portfolio_returns", "batch_sharpe"]
 
 SHARPE_EPS = 1e-8
 _NONNEGATIVE = ("sharpe", "direction", "volatility", "volume", "regime", "focal_gamma")
 
 
-def sharpe_ratio(returns: Tensor, eps: float = SHARPE_EPS) -> Tensor:
+def batch_sharpe(returns: Tensor, eps: float = SHARPE_EPS) -> Tensor:
     """Per-period Sharpe over the last dimension: mean / sqrt(population variance + eps)."""
     mean = returns.mean(dim=-1)
     variance = returns.var(dim=-1, unbiased=False)
@@ -89,7 +89,7 @@ def objective(
     terms: dict[str, tuple[float, Tensor]] = {}
     if weights.sharpe:
         net = portfolio_returns(out.position, batch["next_return"], mask, cost_bps)
-        terms["sharpe"] = (-weights.sharpe, sharpe_ratio(net))
+        terms["sharpe"] = (-weights.sharpe, batch_sharpe(net))
     needs_labels = weights.direction or weights.volatility or weights.volume
     labelled = mask & batch["label_mask"].bool() if needs_labels else mask
     if weights.direction:

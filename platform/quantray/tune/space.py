@@ -15,11 +15,13 @@ sees the same windows, so trials are comparable and their returns line up for th
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from quantray.config import DataConfig, TrainConfig, as_float, resolve
+from quantray import models
+from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, resolve
 from quantray.errors import BadInput
 
 TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optim", "resources", "budget", "asha")
@@ -73,6 +75,16 @@ class SearchSpace:
     def data(self) -> DataConfig:
         return resolve(DataConfig, self.raw.get("data"), where=str(self.path), key="data")
 
+    @property
+    def seed(self) -> int:
+        """Seeds the sampler and every trial's initial weights."""
+        return int(self.raw.get("seed", 0))
+
+    @property
+    def epochs(self) -> int:
+        """Epochs per trial (fixed per search: ASHA's horizon; ASHA stops trials early instead)."""
+        return int((self.raw.get("optim") or {}).get("epochs", OptimConfig.epochs))
+
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Optuna define-by-run: sample every distribution of this space on `trial`."""
         params: dict[str, Any] = {}
@@ -104,6 +116,7 @@ class SearchSpace:
             tree.setdefault("data", {})["source"] = data_source
         tree["workers"] = self.resources.workers
         tree["gpus_per_worker"] = self.resources.gpus_per_worker
+        tree["cpus_per_worker"] = self.resources.cpus_per_worker
         _reject_unsampled(tree, self.path)
         return resolve(TrainConfig, tree, where=str(self.path))
 
@@ -196,9 +209,14 @@ def parse_distribution(spec: Mapping[str, Any], *, where: str, key: str) -> Dist
 
 
 def _validate(space: SearchSpace) -> None:
-    """Resolve and build the extremes of every family's space, so a bad key fails before any trial."""
-    from quantray import models
-
+    """Resolve and build the extremes of every family's space, so a bad key or a value that would
+    be accepted and then ignored fails before any trial, naming the file and key."""
+    where = space.path
+    if not isinstance(space.raw.get("seed", 0), int) or isinstance(space.raw.get("seed", 0), bool):
+        raise BadInput(f"{where}: key 'seed': expected an integer, got {space.raw.get('seed')!r}")
+    if _is_distribution((space.raw.get("optim") or {}).get("epochs")):
+        raise BadInput(f"{where}: key 'optim.epochs': must be a fixed number (it is ASHA's horizon; "
+                       "ASHA stops poor trials early instead)")
     for family in space.families:
         if family not in models.FAMILIES:
             raise BadInput(f"{space.path}: key 'model.family': unknown family '{family}' "
@@ -213,10 +231,28 @@ def _validate(space: SearchSpace) -> None:
                 models.build(family, n_assets=2, n_features=3, lookback=config.data.lookback, **config.model.arch)
             except (TypeError, ValueError) as exc:
                 raise BadInput(f"{space.path}: key 'model.arch' ({family}): {exc}") from None
+            _check_training(config, where)
     if space.budget.trials < 1 or space.budget.concurrency < 1:
         raise BadInput(f"{space.path}: key 'budget': trials and concurrency must be at least 1")
     if space.resources.workers < 1:
         raise BadInput(f"{space.path}: key 'resources.workers': must be at least 1")
+
+
+def _check_training(config: TrainConfig, where: Path) -> None:
+    """Values the loop would accept and then silently ignore or misuse."""
+    if config.optim.batch_dates < 2:
+        raise BadInput(f"{where}: key 'optim.batch_dates': must be at least 2 (turnover and the Sharpe of a "
+                       f"batch need consecutive dates), got {config.optim.batch_dates}")
+    if config.optim.epochs < 1:
+        raise BadInput(f"{where}: key 'optim.epochs': must be at least 1, got {config.optim.epochs}")
+    for name in (f.name for f in dataclasses.fields(LossWeights)):
+        value = getattr(config.loss, name)
+        if isinstance(value, float) and value < 0:
+            raise BadInput(f"{where}: key 'loss.{name}': must be >= 0 (a negative weight rewards the loss), "
+                           f"got {value:g}")
+    if config.workers > 1 and config.gpus_per_worker == 0 and config.cpus_per_worker < 1:
+        raise BadInput(f"{where}: key 'resources.cpus_per_worker': a DDP worker needs at least 1 CPU, "
+                       f"got {config.cpus_per_worker:g}")
 
 
 def _families(value: Any, where: str) -> tuple[str, ...]:

@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from quantray.cli import EXIT_REFUSED
+from quantray.cli.data import check_table_path
+from quantray.registry.store import Gates, load, promote, rollback
+
 TRACKING_HELP = "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite store under ./.quantray/)"
+# the gates' defaults live in quantray.registry.store.Gates; the flags only override them
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,12 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Move ALIAS (default champion) to MODEL_URI (models:/NAME/VERSION or models:/NAME@ALIAS) "
                     "when its run's Deflated Sharpe Ratio is at least --min-dsr and its Probability of "
                     "Backtest Overfitting at most --max-pbo. The old holder of the alias becomes 'previous'. "
-                    "A refused promotion exits 2 and leaves the aliases as they were.",
+                    "A refused promotion exits 3 and leaves the aliases as they were.",
     )
     promote.add_argument("model_uri", metavar="MODEL_URI")
     promote.add_argument("--alias", default="champion", help="alias to move (default champion)")
-    promote.add_argument("--min-dsr", type=float, default=0.95, help="gate: minimum DSR (default 0.95)")
-    promote.add_argument("--max-pbo", type=float, default=0.5, help="gate: maximum PBO (default 0.5)")
+    promote.add_argument("--min-dsr", type=float, help="gate: minimum DSR (default: the gates' own)")
+    promote.add_argument("--max-pbo", type=float, help="gate: maximum PBO (default: the gates' own)")
     promote.add_argument("--force", action="store_true", help="promote even when a gate fails (says so on stderr)")
     promote.add_argument("--tracking-uri", help=TRACKING_HELP)
     promote.set_defaults(handler=run_promote)
@@ -54,19 +59,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from quantray.registry.store import Gates, promote
-
-    result = promote(args.model_uri, alias=args.alias, gates=Gates(min_dsr=args.min_dsr, max_pbo=args.max_pbo),
-                     force=args.force, tracking_uri=args.tracking_uri)
-    gates = "  ".join(f"{key} {value:.3f}" for key, value in result.metrics.items() if key in ("dsr", "pbo"))
-    print(f"{result.name} version {result.version} is now '{result.alias}' ({gates})"
-          + (f"; version {result.previous_version} is 'previous'" if result.previous_version else ""))
+    thresholds = {k: v for k, v in (("min_dsr", args.min_dsr), ("max_pbo", args.max_pbo)) if v is not None}
+    result = promote(args.model_uri, alias=args.alias, gates=Gates(**thresholds), force=args.force,
+                     tracking_uri=args.tracking_uri)
+    if not result.promoted:
+        print(f"quantray: {result.line()}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(result.line())
     return 0
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    from quantray.registry.store import rollback
-
     result = rollback(args.name, alias=args.alias, tracking_uri=args.tracking_uri)
     print(f"{result.name}: '{result.alias}' is version {result.restored_version} again"
           + (f"; version {result.demoted_version} is 'previous'" if result.demoted_version else ""))
@@ -74,13 +77,10 @@ def run_rollback(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from quantray.data.sources import load_panel, write_frame_atomic
-    from quantray.errors import BadInput
-    from quantray.registry.pyfunc import panel_frame
-    from quantray.registry.store import load
+    from quantray.data.sources import load_panel, write_frame_atomic  # lazy: pandas
+    from quantray.registry.pyfunc import panel_frame  # lazy: mlflow
 
-    if args.out is not None and args.out.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise BadInput(f"--out {args.out}: expected a .csv or .parquet file")
+    check_table_path(args.out)  # a bad --out fails before anything is computed
     panel = load_panel(args.data)  # a bad source fails before the model downloads
     model = load(args.model_uri, tracking_uri=args.tracking_uri)
     frame = model.predict(panel_frame(panel), params={"embeddings": args.embeddings})

@@ -7,31 +7,32 @@ stops, or that crash, are still recorded with their status.
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from ray.tune import Callback
 
-from quantray.config import to_dict
-from quantray.tune.space import SearchSpace
+from quantray.registry.store import experiment_id
 
 LOGGED_METRICS = ("train_loss", "val_loss", "val_sharpe", "val_ic", "val_hit_rate", "val_turnover",
                   "best_val_sharpe")
 
 
 class MlflowTrialLogger(Callback):
-    def __init__(self, *, tracking_uri: str, experiment: str, space: SearchSpace, data_source: str | None) -> None:
+    """`resolve_config(params)` gives a trial's resolved config as a JSON-ready dict."""
+
+    def __init__(self, *, tracking_uri: str, experiment: str, space_path: Path,
+                 resolve_config: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         self._uri = tracking_uri
         self._experiment = experiment
-        self._space = space
-        self._data_source = data_source
+        self._space_path = space_path
+        self._resolve_config = resolve_config
         self._runs: dict[str, str] = {}
         self._client: Any = None
         self._experiment_id: str | None = None
 
     def setup(self, **info: Any) -> None:
-        from mlflow.tracking import MlflowClient
-
-        from quantray.registry.store import experiment_id
+        from mlflow.tracking import MlflowClient  # lazy: the driver imports this before it needs MLflow
 
         self._client = MlflowClient(tracking_uri=self._uri)
         self._experiment_id = experiment_id(self._client, self._experiment)  # artifacts beside the store
@@ -43,15 +44,14 @@ class MlflowTrialLogger(Callback):
             return
         run = self._client.create_run(self._experiment_id, run_name=f"{self._experiment}-{trial.trial_id}",
                                       tags={"trial_id": trial.trial_id, "quantray.kind": "trial",
-                                            "quantray.space": str(self._space.path)})
+                                            "quantray.space": str(self._space_path)})
         run_id = run.info.run_id
         self._runs[trial.trial_id] = run_id
         from mlflow.entities import Param
 
         params = [Param(key, str(value)[:6000]) for key, value in sorted(trial.config.items())]
         self._client.log_batch(run_id, params=params)
-        config = self._space.resolve(trial.config, data_source=self._data_source)
-        self._client.log_text(run_id, json.dumps(to_dict(config), indent=2), "config.json")
+        self._client.log_text(run_id, json.dumps(self._resolve_config(trial.config), indent=2), "config.json")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         from mlflow.entities import Metric

@@ -1,11 +1,13 @@
 """`quantray`: one entry point, a verb per job.
 
-Each verb group lives beside its implementation in a `commands.py` module that exposes
+Each verb group is a module of this package (jobs: `quantray.jobs.commands`) that exposes
 `register(subparsers)`; the parsers set `handler=` to a function taking the parsed args and
-returning an exit code (or None for 0). Those modules import heavy libraries (torch, ray,
-mlflow) inside the handlers, so `quantray --help` stays fast.
+returning an exit code (or None for 0). A recipe's options are one dataclass and its flags are
+generated from it (`quantray.config.add_options`). The handlers import the recipes inside, to
+keep torch, ray and mlflow out of `quantray --help`.
 
-Exit codes: 0 ok, 2 bad input (one line on stderr, no traceback), 1 internal failure.
+Exit codes: 0 ok, 2 bad input (one line on stderr, no traceback), 1 internal failure,
+3 a promotion the gates refused (`promote`).
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from typing import Sequence
 from quantray.errors import BadInput
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "quantray.data.commands",
-    "quantray.tune.commands",
-    "quantray.ensemble.commands",
-    "quantray.evaluate.commands",
-    "quantray.registry.commands",
+    "quantray.cli.data",
+    "quantray.cli.tune",
+    "quantray.cli.ensemble",
+    "quantray.cli.backtest",
+    "quantray.cli.registry",
     "quantray.jobs.commands",
-    "quantray.quickstart",
+    "quantray.cli.quickstart",
 )
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_REFUSED = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,70 @@
+"""Every recipe's options: one frozen dataclass each, the only place their defaults and help live.
+
+`quantray.config.add_options` turns one into command-line flags (`tune`, `ensemble`, `backtest`,
+`quickstart`), and `quantray.config.to_arguments` turns it back into flags for a job that runs
+the command elsewhere (`submit`). This module imports nothing heavy, so `quantray --help` is fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantray.config import FUSION_METHODS, option
+from quantray.errors import BadInput
+
+QUICKSTART_SPACE = "quickstart.yaml"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """The options of a search: `quantray tune`, `quantray submit` and `quantray quickstart` share them."""
+
+    data: str | None = option(None, "data source overriding the space's (synthetic[:k=v,..], bundled:NAME, "
+                                    "yfinance:T1,T2, csv:DIR, parquet:PATH)", metavar="SOURCE")
+    trials: int | None = option(None, "number of trials (default: the space's budget)")
+    experiment: str | None = option(None, "experiment name (default: the space name and a timestamp)")
+    address: str | None = option(None, "Ray cluster address to join (default: start a local Ray)")
+    gpus_per_trial: float | None = option(None, "GPUs per trial; fractions share a GPU")
+    workers_per_trial: int | None = option(None, "DDP workers per trial (>1 runs the loop under Ray Train)")
+    resume: bool = option(False, "continue an interrupted experiment")
+    tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
+                                            "store under ./.quantray/)")
+    storage: Path | None = option(None, "where results and checkpoints go (default: QUANTRAY_STORAGE or "
+                                        "./.quantray/tune)")
+
+
+@dataclass(frozen=True)
+class EnsembleOptions:
+    """How the members are chosen and fused; `quantray ensemble` and `quickstart` share them."""
+
+    top_k: int = option(5, "members to fuse")
+    method: str = option("concat", "concat: MLP over concatenated embeddings; attention: attention over "
+                                   "members; greedy: Caruana ensemble selection over positions", choices=FUSION_METHODS)
+    max_corr: float = option(0.95, "skip a trial whose validation returns correlate above this with a member")
+    storage: Path | None = option(None, "where the search's results are (default: QUANTRAY_STORAGE or "
+                                        "./.quantray/tune)")
+    tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
+                                            "store under ./.quantray/)")
+    name: str | None = option(None, "registered model name (default: the experiment name)")
+    out: Path | None = option(None, "output folder (default ./.quantray/ensembles/EXPERIMENT/)")
+
+    def __post_init__(self) -> None:
+        if self.method not in FUSION_METHODS:
+            raise BadInput(f"--method: unknown fusion method '{self.method}' (expected one of: {', '.join(FUSION_METHODS)})")
+        if self.top_k < 1:
+            raise BadInput(f"--top-k: must be at least 1, got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    data: str | None = option(None, "data source (default: the model's own)", metavar="SOURCE")
+    cost_bps: float | None = option(None, "cost per unit of turnover in bps (default: the model's)")
+    out: Path | None = option(None, "report folder (default ./.quantray/reports/NAME-VERSION/)")
+    tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
+                                            "store under ./.quantray/)")
+
+
+@dataclass(frozen=True)
+class QuickstartOptions:
+    space: Path | None = option(None, f"search space (default: search_spaces/{QUICKSTART_SPACE})")
