@@ -28,7 +28,7 @@ MOMENTUM_VOL_SPAN = 60  # days of the EWMA volatility that scales momentum
 IQR_TO_STD = 1.349  # IQR of a unit normal: robust scales read like z-scores
 _EPS = 1e-12
 _AMIHUD_FLOOR = 1e-30  # a window without any price change has illiquidity 0; its log is this floor
-_CS_K = 3.0 - 2.0 * np.sqrt(2.0)  # Corwin & Schultz (2012), eq. 14
+_CS_K = 3.0 - 2.0 * np.sqrt(2.0)  # the denominator of alpha in Corwin & Schultz (2012)
 
 
 @dataclass(frozen=True)
