@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=8400)
     parser.add_argument("--lookback", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--features", default="default", help="feature groups, comma-separated ('default': the defaults)")
+    parser.add_argument("--features", default="default",
+                        help="feature groups, comma-separated ('default': the defaults)")
     args = parser.parse_args()
     cfg = FeatureConfig(names=feature_groups(args.features))
 
