@@ -49,11 +49,15 @@ class FeatureConfig:
     wavelet: str = "db2"
     wavelet_window: int = 32
     wavelet_levels: int = 3
+    # trailing windows of the daily-bar microstructure proxies (opt-in groups)
+    amihud_window: int = 21  # mean |return| / dollar volume
+    spread_window: int = 21  # mean Corwin-Schultz two-day high-low spread
+    roll_window: int = 63  # serial covariance of price changes: noisy, so a longer window
     # rolling_robust | rolling_zscore | train_zscore | train_robust | none
     normalization: str = "rolling_robust"
     norm_window: int = 252
     clip: float = 5.0
-    cross_sectional: bool = True  # also each feature minus its mean over the assets of the date
+    cross_sectional: bool = True  # also each asset-specific feature minus its mean over the assets of the date
 
 
 @dataclass(frozen=True)

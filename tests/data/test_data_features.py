@@ -12,24 +12,26 @@ from data_helpers import late_start_panel, perturbed_after
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantray.config import FeatureConfig
-from quantray.data.features import apply_scaler, build_features, fit_scaler
+from quantray.config import DEFAULT_FEATURES, FeatureConfig
+from quantray.data.features import GROUPS, apply_scaler, build_features, fit_scaler
 from quantray.data.panel import Panel
 from quantray.errors import BadInput
 
 PANEL = late_start_panel(days=330)
 SHORT_NORM = FeatureConfig(norm_window=60)  # several robust refreshes inside a short panel
+EVERY_GROUP = tuple(GROUPS)  # the defaults and the opt-in groups (microstructure, calendar, pct_change)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     t=st.integers(min_value=0, max_value=PANEL.n_dates - 2),
     normalization=st.sampled_from(["rolling_robust", "rolling_zscore", "none"]),
+    names=st.sampled_from([DEFAULT_FEATURES, EVERY_GROUP]),
     seed=st.integers(0, 2**31 - 1),
     truncate=st.booleans(),
 )
-def test_features_at_or_before_t_ignore_everything_after_t(t, normalization, seed, truncate):
-    cfg = FeatureConfig(norm_window=60, normalization=normalization)
+def test_features_at_or_before_t_ignore_everything_after_t(t, normalization, names, seed, truncate):
+    cfg = FeatureConfig(names=names, norm_window=60, normalization=normalization)
     full = build_features(PANEL, cfg)
     if truncate:
         other = build_features(PANEL.head(t + 1), cfg)
@@ -51,6 +53,26 @@ def test_perturbing_the_past_does_change_features():
     changed = perturbed_after(PANEL, -1, factor, np.ones(PANEL.mask.shape))
     a, b = build_features(PANEL, SHORT_NORM), build_features(changed, SHORT_NORM)
     assert not np.array_equal(a.values[t - 1], b.values[t - 1])
+
+
+def test_perturbing_the_past_moves_every_asset_specific_feature():
+    """Each column, the opt-in ones too, reads the data it is built from (so causality is not vacuous)."""
+    rng = np.random.default_rng(0)
+    t = 250
+    price = np.ones(PANEL.mask.shape)
+    price[:t] = np.exp(rng.normal(0, 0.2, (t, PANEL.n_assets)))
+    volume = np.ones(PANEL.mask.shape)
+    volume[:t] = rng.uniform(0.1, 10.0, (t, PANEL.n_assets))
+    # a bar rescaled as a whole keeps its shape (CLV, intraday return): lower opens and lows too
+    values = PANEL.values.copy()
+    open_low = [PANEL.fields.index("open"), PANEL.fields.index("low")]
+    values[:t, :, open_low] *= rng.uniform(0.99, 1.0, (t, PANEL.n_assets, 1))
+    shifted = Panel(PANEL.dates, PANEL.assets, PANEL.fields, values, PANEL.mask)
+    cfg = dataclasses.replace(SHORT_NORM, names=EVERY_GROUP, normalization="none", cross_sectional=False)
+    a, b = build_features(PANEL, cfg), build_features(perturbed_after(shifted, -1, price, volume), cfg)
+    moved = {name for j, name in enumerate(a.names) if not np.array_equal(a.values[:t, :, j], b.values[:t, :, j])}
+    calendar = {"day_of_week_sin", "day_of_week_cos", "month_of_year_sin", "month_of_year_cos"}
+    assert moved == set(a.names) - calendar
 
 
 OWN_FEATURES = (
@@ -174,6 +196,9 @@ def test_train_scaler_sees_only_training_dates():
     (FeatureConfig(windows=(1,)), "features.windows"),
     (FeatureConfig(momentum_windows=(21, 0)), "features.momentum_windows"),
     (FeatureConfig(momentum_windows=()), "features.momentum_windows"),
+    (FeatureConfig(names=("amihud",), amihud_window=1), "features.amihud_window"),
+    (FeatureConfig(names=("corwin_schultz",), spread_window=0), "features.spread_window"),
+    (FeatureConfig(names=("roll_spread",), roll_window=2), "features.roll_window"),
 ])
 def test_bad_feature_config_names_the_key(cfg, key):
     with pytest.raises(BadInput, match=key):

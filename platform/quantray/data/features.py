@@ -3,7 +3,9 @@
 Every value at date t depends only on panel rows at or before t: rolling statistics use trailing
 windows (prefix sums, pandas' recursive EMAs, trailing sliding windows), and the default
 normalization is itself a trailing statistic. Prices are forward-filled over an asset's gaps so a
-return spans the gap; the gap day itself is marked invalid.
+return spans the gap; the gap day itself is marked invalid. Calendar features are functions of
+the date alone: the same for every asset, so they are neither normalized nor given a
+cross-sectional deviation (it would be 0).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ ROBUST_REFRESH = 21  # days between refreshes of the rolling median/IQR (sorting
 MOMENTUM_VOL_SPAN = 60  # days of the EWMA volatility that scales momentum
 IQR_TO_STD = 1.349  # IQR of a unit normal: robust scales read like z-scores
 _EPS = 1e-12
+_AMIHUD_FLOOR = 1e-30  # a window without any price change has illiquidity 0; its log is this floor
+_CS_K = 3.0 - 2.0 * np.sqrt(2.0)  # the denominator of alpha in Corwin & Schultz (2012)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class _Group:
     needs: tuple[str, ...]  # panel fields the group needs
     names: Callable[[FeatureConfig], tuple[str, ...]]
     build: Callable[[_Inputs, FeatureConfig], list[tuple[np.ndarray, int]]]  # ([T, A], warm-up) per name
+    per_asset: bool = True  # False: a function of the date alone, kept raw and without a `_cs` column
 
 
 def feature_names(cfg: FeatureConfig, fields: tuple[str, ...]) -> tuple[str, ...]:
@@ -77,17 +82,19 @@ def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Featur
     if not names:
         raise BadInput(f"features.names: none of {', '.join(cfg.names)} can be built from the fields "
                        f"{', '.join(panel.fields)}")
+    groups = _groups(cfg, panel.fields)
+    per_asset = np.array([GROUPS[g].per_asset for g in groups for _ in GROUPS[g].names(cfg)])
     inputs = _inputs(panel)
     raw = np.empty((*panel.mask.shape, len(names)), dtype=np.float32)
     j, warmup = 0, 0
-    for group in _groups(cfg, panel.fields):  # one group's float64 temporaries alive at a time
+    for group in groups:  # one group's float64 temporaries alive at a time
         for column, group_warmup in GROUPS[group].build(inputs, cfg):
             raw[:, :, j] = column
             j, warmup = j + 1, max(warmup, group_warmup)
     del inputs
     valid = panel.mask & (trading_age(panel.mask) >= warmup) & np.isfinite(raw).all(axis=2)
     if cfg.normalization.startswith("rolling_"):
-        values, has_stats = _rolling_normalize(raw, valid, cfg)
+        values, has_stats = _rolling_normalize(raw, valid, cfg, per_asset)
         valid = valid & has_stats
     else:
         values = raw  # "none", or train_* scaled later by fit_scaler/apply_scaler
@@ -97,24 +104,33 @@ def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Featur
         # rolling_* values are clipped already, so only the new half needs it; train_* scalers
         # clip later, and "none" never does
         clip = cfg.clip if cfg.normalization.startswith("rolling_") else None
-        values, names = _with_cross_sectional(values, valid, names, clip)
+        values, names = _with_cross_sectional(values, valid, names, clip, per_asset)
     return Features(values, names, valid)
 
 
 def _with_cross_sectional(values: np.ndarray, valid: np.ndarray, names: tuple[str, ...],
-                          clip: float | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Append each feature's deviation from its mean over the valid assets of the same date.
+                          clip: float | None, per_asset: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Append each asset-specific feature's deviation from its mean over the valid assets of the date.
 
     A per-asset model then sees where an asset stands against the others (relative momentum,
     relative volatility) without cross-asset layers, and positions built on it are hedged against
-    moves common to all assets. Same-date data only, so causality is kept.
+    moves common to all assets. Same-date data only, so causality is kept. Features of the date
+    alone (calendar) get none: their deviation is 0.
     """
+    cols = np.flatnonzero(per_asset)
+    own = values if len(cols) == values.shape[2] else values[:, :, cols]  # no copy in the usual case
     count = valid.sum(axis=1, keepdims=True)  # [T, 1]
-    mean = values.sum(axis=1, keepdims=True) / np.maximum(count, 1)[..., None]  # invalid rows are 0
-    deviation = np.where(valid[..., None], values - mean, 0.0).astype(np.float32)
+    mean = own.sum(axis=1, keepdims=True) / np.maximum(count, 1)[..., None]  # invalid rows are 0
+    deviation = np.where(valid[..., None], own - mean, 0.0).astype(np.float32)
     if clip is not None:
         np.clip(deviation, -clip, clip, out=deviation)
-    return np.concatenate([values, deviation], axis=2), names + tuple(f"{n}_cs" for n in names)
+    return np.concatenate([values, deviation], axis=2), names + tuple(f"{names[j]}_cs" for j in cols)
+
+
+def _date_only(names: tuple[str, ...]) -> np.ndarray:
+    """bool [F]: which columns are functions of the date alone (their names do not depend on config)."""
+    fixed = {n for g in GROUPS.values() if not g.per_asset for n in g.names(FeatureConfig())}
+    return np.array([n in fixed for n in names], dtype=bool)
 
 
 def _groups(cfg: FeatureConfig, fields: tuple[str, ...]) -> list[str]:
@@ -137,6 +153,8 @@ def fit_scaler(features: Features, train_dates_idx: np.ndarray, method: str = "r
             scale = (q75 - q25) / IQR_TO_STD
     center = np.where(np.isfinite(center), center, 0.0)
     scale = np.where(np.isfinite(scale) & (scale > _EPS), scale, 1.0)
+    fixed = _date_only(features.names)  # calendar columns pass through unscaled
+    center[:, fixed], scale[:, fixed] = 0.0, 1.0
     return Scaler(method, center, scale, clip)
 
 
@@ -192,6 +210,20 @@ def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
     return mean, np.sqrt(var)
 
 
+def rolling_nanmean(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the finite values among the last `window` rows, and their count (mean NaN at count 0)."""
+    ok = np.isfinite(x)
+    n = rolling_sum(ok.astype(np.float64), window)
+    total = rolling_sum(np.where(ok, x, 0.0), window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / n, np.nan), n
+
+
+def _enough(window: int) -> int:
+    """Observations a microstructure window needs: at least half of it (gaps and zero volume drop days)."""
+    return max(2, (window + 1) // 2)
+
+
 def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
     # pandas' recursive EMA in C; starts at each asset's first non-NaN value.
     return pd.DataFrame(x).ewm(alpha=alpha, adjust=False).mean().to_numpy()
@@ -201,6 +233,10 @@ def _ema(x: np.ndarray, alpha: float) -> np.ndarray:
 
 def _log_return(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     return [(i.ret, 1)]
+
+
+def _pct_change(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    return [(np.expm1(i.ret), 1)]  # close[t] / close[t-1] - 1
 
 
 def _intraday_return(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
@@ -271,6 +307,93 @@ def _macd(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     return [(line, slow), (hist, slow + signal)]
 
 
+def _previous_traded(i: _Inputs, x: np.ndarray) -> np.ndarray:
+    """x at each asset's last traded row strictly before t (NaN where there is none)."""
+    rows = np.zeros_like(i.fill_rows)
+    rows[1:] = i.fill_rows[:-1]
+    started = np.zeros_like(i.panel.mask)
+    started[1:] = np.maximum.accumulate(i.panel.mask, axis=0)[:-1]
+    return np.where(started, np.take_along_axis(x, rows, axis=0), np.nan)
+
+
+def _amihud(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # Amihud (2002): |return| per dollar traded, averaged over the traded days of the window with
+    # volume (a day without either says nothing about price impact). Log-scaled: it spans orders of
+    # magnitude across assets and decades, and the log makes it free of the price and volume units.
+    w = cfg.amihud_window
+    dollar_volume = i.panel.field("close") * i.panel.field("volume")  # NaN where not traded
+    with np.errstate(invalid="ignore", divide="ignore"):
+        impact = np.where(dollar_volume > 0, np.abs(np.expm1(i.ret)) / dollar_volume, np.nan)
+    mean, n = rolling_nanmean(impact, w)
+    return [(np.where(n >= _enough(w), np.log(np.maximum(mean, _AMIHUD_FLOOR)), np.nan), w)]
+
+
+def corwin_schultz_spread(high: np.ndarray, low: np.ndarray, prev_high: np.ndarray, prev_low: np.ndarray,
+                          prev_close: np.ndarray) -> np.ndarray:
+    """Corwin & Schultz (2012) spread from two consecutive daily bars, negative estimates set to 0.
+
+    A two-day range holds twice the variance of a one-day range but the spread only once, so the
+    two together separate them. The second bar is first shifted by any overnight gap (its low
+    above, or its high below, the first close), as in the paper, so a gap does not read as spread.
+    """
+    shift = np.maximum(prev_close - high, 0.0) - np.maximum(low - prev_close, 0.0)
+    high, low = high + shift, low + shift
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = np.log(prev_high / prev_low) ** 2 + np.log(high / low) ** 2
+        gamma = np.log(np.maximum(prev_high, high) / np.minimum(prev_low, low)) ** 2
+        alpha = (np.sqrt(2.0 * beta) - np.sqrt(beta)) / _CS_K - np.sqrt(gamma / _CS_K)
+    spread = 2.0 * np.expm1(alpha) / (1.0 + np.exp(alpha))
+    return np.where(np.isnan(spread), np.nan, np.maximum(spread, 0.0))
+
+
+def _corwin_schultz(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    w = cfg.spread_window
+    high, low, close = (i.panel.field(f) for f in ("high", "low", "close"))  # NaN where not traded
+    spread = corwin_schultz_spread(high, low, *(_previous_traded(i, x) for x in (high, low, close)))
+    mean, n = rolling_nanmean(spread, w)
+    return [(np.where(n >= _enough(w), mean, np.nan), w)]
+
+
+def _roll_spread(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # Roll (1984): bid-ask bounce makes consecutive price changes negatively correlated, with
+    # cov(dp_t, dp_t-1) = -s^2 / 4. On log prices s is a fraction of the price. A positive
+    # covariance (trend, no visible bounce) gives 0. Pairs of consecutive traded days only.
+    w = cfg.roll_window
+    dp = np.where(i.panel.mask, i.ret, np.nan)
+    lag = _previous_traded(i, dp)
+    ok = np.isfinite(dp) & np.isfinite(lag)
+    x, y = np.where(ok, dp, 0.0), np.where(ok, lag, 0.0)
+    n = rolling_sum(ok.astype(np.float64), w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = (rolling_sum(x * y, w) - rolling_sum(x, w) * rolling_sum(y, w) / n) / (n - 1)
+    spread = 2.0 * np.sqrt(np.maximum(-cov, 0.0))
+    return [(np.where(n >= _enough(w), spread, np.nan), w + 1)]
+
+
+def _close_location(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # Where the close sits in the day's range: 1 at the high, -1 at the low, 0 when there is no range.
+    high, low, close = (i.field(f) for f in ("high", "low", "close"))
+    span = high - low
+    clv = np.divide((close - low) - (high - close), span, out=np.zeros_like(span), where=span > 0)
+    return [(np.where(np.isnan(span), np.nan, clv), 0)]
+
+
+def _cyclic(position: np.ndarray, period: int, shape: tuple[int, int]) -> list[tuple[np.ndarray, int]]:
+    """sin and cos of a position in a cycle, so the last step of a cycle sits next to the first."""
+    angle = 2.0 * np.pi * position / period
+    return [(np.broadcast_to(np.sin(angle)[:, None], shape), 0), (np.broadcast_to(np.cos(angle)[:, None], shape), 0)]
+
+
+def _day_of_week(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    days = i.panel.dates.astype("datetime64[D]").astype(np.int64)
+    return _cyclic((days + 3) % 7, 7, i.log_close.shape)  # 1970-01-01 was a Thursday; Monday is 0
+
+
+def _month_of_year(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    months = i.panel.dates.astype("datetime64[M]").astype(np.int64)
+    return _cyclic(months % 12, 12, i.log_close.shape)  # January is 0
+
+
 def _wavelet_names(cfg: FeatureConfig) -> tuple[str, ...]:
     L = cfg.wavelet_levels  # pywt.wavedec's order: approximation_L, detail_L, ..., detail_1
     return (f"wavelet_a{L}", *(f"wavelet_d{L - k}" for k in range(L)))
@@ -307,6 +430,16 @@ GROUPS: dict[str, _Group] = {
     "rsi": _Group(("close",), lambda c: (f"rsi_{c.rsi_window}",), _rsi),
     "macd": _Group(("close",), lambda c: ("macd", "macd_hist"), _macd),
     "wavelet": _Group(("close",), _wavelet_names, _wavelet),
+    # opt-in: not in DEFAULT_FEATURES
+    "pct_change": _Group(("close",), lambda c: ("pct_change",), _pct_change),
+    "amihud": _Group(("close", "volume"), lambda c: (f"amihud_{c.amihud_window}",), _amihud),
+    "corwin_schultz": _Group(("high", "low", "close"), lambda c: (f"corwin_schultz_{c.spread_window}",),
+                             _corwin_schultz),
+    "roll_spread": _Group(("close",), lambda c: (f"roll_spread_{c.roll_window}",), _roll_spread),
+    "clv": _Group(("high", "low", "close"), lambda c: ("clv",), _close_location),
+    "day_of_week": _Group((), lambda c: ("day_of_week_sin", "day_of_week_cos"), _day_of_week, per_asset=False),
+    "month_of_year": _Group((), lambda c: ("month_of_year_sin", "month_of_year_cos"), _month_of_year,
+                            per_asset=False),
 }
 
 
@@ -325,6 +458,10 @@ def _check_config(cfg: FeatureConfig) -> None:
     if "momentum" in cfg.names and (not cfg.momentum_windows or min(cfg.momentum_windows) < 1):
         raise BadInput(f"features.momentum_windows: need at least one window of 1 day or more, "
                        f"got {list(cfg.momentum_windows)}")
+    for group, key, least in (("amihud", "amihud_window", 2), ("corwin_schultz", "spread_window", 2),
+                              ("roll_spread", "roll_window", 3)):
+        if group in cfg.names and getattr(cfg, key) < least:
+            raise BadInput(f"features.{key}: must be at least {least} days, got {getattr(cfg, key)}")
     if cfg.rsi_window < 1 or min(cfg.macd) < 1 or cfg.norm_window < 2 or cfg.clip <= 0:
         raise BadInput("features: rsi_window, macd and clip must be positive, norm_window at least 2")
     if cfg.wavelet not in pywt.wavelist(kind="discrete"):
@@ -341,14 +478,18 @@ def _min_periods(window: int) -> int:
     return max(2, window // 4)
 
 
-def _rolling_normalize(raw: np.ndarray, valid: np.ndarray, cfg: FeatureConfig
+def _rolling_normalize(raw: np.ndarray, valid: np.ndarray, cfg: FeatureConfig, per_asset: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Scale each feature by trailing statistics over `norm_window` valid rows; returns (values, has_stats)."""
+    """Scale each asset-specific feature by trailing statistics over `norm_window` valid rows.
+
+    Returns (values, has_stats). Calendar columns stay raw: centring month_of_year on its trailing
+    median would turn "which month" into "which month relative to the last norm_window dates".
+    """
     W, min_periods = cfg.norm_window, _min_periods(cfg.norm_window)
     robust = cfg.normalization == "rolling_robust"
     out = raw  # scaled in place, one feature at a time, to keep memory at one extra [T, A] per step
     has_stats = np.ones(valid.shape, dtype=bool)
-    for j in range(raw.shape[2]):
+    for j in np.flatnonzero(per_asset):
         x = np.where(valid, raw[:, :, j], np.nan)
         center, scale, count = (_rolling_robust_stats if robust else _rolling_zscore_stats)(x, W)
         has_stats &= count >= min_periods
