@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from quantray.errors import BadInput
-from quantray.jobs.submit import JOB_ENV_VARS, TuneOptions, cli_entrypoint, submission_id, tune_arguments
+from quantray.jobs.submit import (
+    JOB_ENV_VARS,
+    TuneOptions,
+    cli_entrypoint,
+    submission_id,
+    tune_arguments,
+    validate_space,
+)
 
 RAY_GROUP, RAY_API_VERSION = "ray.io", "v1"
 RAY_VERSION = "2.60.0"
@@ -373,8 +380,6 @@ def cluster_summary(namespace: str | None) -> list[str]:
 
 def submit_tune(space: Path, options: TuneOptions, *, namespace: str, image: str, release: str) -> RayJobRequest:
     """Validate the space here, then create its RayJob in the current kube context."""
-    from quantray.jobs.submit import validate_space
-
     validate_space(space)
     request = tune_request(space, options, namespace=namespace, image=image, release=release)
     create_rayjob(request, space)
