@@ -32,24 +32,55 @@ def test_there_are_default_gpu_and_production_values_files() -> None:
 
 
 @pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda path: path.stem)
-def test_chart_lints_strictly_with_only_the_unvendored_operator_missing(values_file: Path) -> None:
+def test_chart_lints_strictly(values_file: Path) -> None:
     import helm_python
 
     report = helm_python.lint(CHART, load_values(values_file), strict=True, namespace=NAMESPACE)
-    findings = [m["error"] for m in report["messages"] if m["severity"] >= 2]
-    # the kuberay-operator subchart is declared (condition kuberay-operator.enabled, default off)
-    # but deliberately not vendored: `helm dependency build` fetches it when a user turns it on
-    assert findings == ["chart directory is missing these dependencies: kuberay-operator"]
+    assert report["total_charts_linted"] == 1
+    assert [m["error"] for m in report["messages"] if m["severity"] >= 2] == []
+    assert report["errors"] == []
 
 
-def test_operator_dependency_is_optional_and_off() -> None:
+def test_every_declared_dependency_is_present() -> None:
+    """Helm refuses to install a chart with a declared dependency missing from charts/, whatever its condition."""
+    import helm_python
+
+    missing = [d for d in helm_python.dependency_list(CHART) if d["status"] != "ok"]
+    assert missing == []
+
+
+def test_install_goes_through_helms_own_checks(tmp_path: Path) -> None:
+    """`helm install --dry-run=client`: Helm's dependency check, the schema and the templates, no cluster."""
+    import helm_python
+
+    unreachable = tmp_path / "kubeconfig"  # never read by a client-side dry run; keeps ~/.kube out of it
+    unreachable.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "none",
+        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+        "users": [{"name": "none", "user": {}}],
+    }))
+    with helm_python.Config(kubeconfig_path=unreachable, namespace=NAMESPACE, storage_driver="memory") as config:
+        release = config.install(CHART, "quantray", dry_run="client", namespace=NAMESPACE)
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(release["manifest"]) if doc}
+    assert {"RayCluster", "Deployment", "StatefulSet"} <= kinds
+    assert "helm install kuberay-operator kuberay/kuberay-operator" in release["notes"]
+
+
+def test_the_operator_is_installed_by_its_own_chart_not_this_one() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    (dependency,) = chart["dependencies"]
-    assert dependency["name"] == "kuberay-operator"
-    assert dependency["repository"] == "https://ray-project.github.io/kuberay-helm/"
-    assert dependency["condition"] == "kuberay-operator.enabled"
-    assert load_values(CHART / "values.yaml")["kuberay-operator"]["enabled"] is False
+    assert "dependencies" not in chart
     assert not (CHART / "charts").exists()
+    docs = (CHART.parents[1] / "docs" / "cluster.md").read_text()
+    assert "helm install kuberay-operator kuberay/kuberay-operator" in docs
+
+
+def test_values_for_the_removed_operator_subchart_are_refused() -> None:
+    """An old values file that turns the subchart on fails loudly instead of installing no operator."""
+    import helm_python
+
+    with helm_python.Chart.load(CHART) as chart, pytest.raises(helm_python.HelmValuesError, match="kuberay-operator"):
+        chart.validate_schema({"kuberay-operator": {"enabled": True}})
 
 
 def test_core_objects_pass_the_kubernetes_schema(ci_case: tuple[Path, list[dict[str, Any]]]) -> None:

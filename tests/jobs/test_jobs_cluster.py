@@ -1,4 +1,5 @@
-"""A real local Ray head: `quantray cluster start`, a job through the Jobs API, `cluster stop`.
+"""A real local Ray head: `quantray cluster start`, a job through the Jobs API, `cluster stop`;
+and a head started with plain `ray start --head`, reached with the token where Ray keeps it.
 
 The submitted job is the quickstart search (`quantray submit search_spaces/quickstart.yaml
 --trials 2` on a small synthetic market); it runs the project copy uploaded as the job's
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +138,39 @@ def test_start_submit_watch_and_stop_only_our_processes(
     assert local.read_state(workdir) is None
     with pytest.raises(BadInput, match="cannot reach Ray dashboard"):
         dashboard.check_reachable(address, token)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_head_started_with_plain_ray_start_takes_the_token_where_ray_keeps_it(
+    plain_ray_head: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = plain_ray_head.dashboard_url
+    token_file = plain_ray_head.home / ".ray" / "auth_token"
+    assert unauthenticated_status(f"{address}/api/jobs/") == 401, "`ray start` turned token auth on"
+
+    # no RAY_AUTH_TOKEN: status, submit and jobs find ~/.ray/auth_token as Ray's clients do
+    assert main(["cluster", "status", "--address", address]) == 0
+    assert "1 alive" in capsys.readouterr().out
+    assert main(["submit", str(QUICKSTART), "--address", address, "--trials", "1",
+                 "--data", "synthetic:assets=4,days=300", "--experiment", "plain-head"]) == 0
+    job_id = capsys.readouterr().out.split()[1]
+    assert main(["jobs", "list", "--address", address]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main(["jobs", "stop", job_id, "--address", address]) == 0  # the search itself is not under test here
+    assert wait_for_job(address, token_file.read_text().strip(), job_id)["status"] in ("STOPPED", "FAILED")
+
+    # RAY_AUTH_TOKEN_PATH names the file instead, and an empty one is refused in one line
+    moved = workdir / "token-elsewhere"
+    token_file.rename(moved)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(moved))
+    assert main(["jobs", "list", "--address", address]) == 0
+    capsys.readouterr()
+    moved.write_text("")
+    assert main(["jobs", "list", "--address", address]) == 2
+    assert "RAY_AUTH_TOKEN_PATH" in capsys.readouterr().err
+
+    # RAY_AUTH_TOKEN comes first, as in Ray: a wrong one is used (and rejected) though a file holds the right one
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
+    assert main(["jobs", "list", "--address", address]) == 2
+    assert "rejected the auth token" in capsys.readouterr().err

@@ -14,7 +14,8 @@ from quantray.recipes.options import TuneOptions
 
 ADDRESS_HELP = ("Ray dashboard URL, e.g. http://HOST:8265 (default: RAY_ADDRESS when it is a URL, else the head "
                 "`quantray cluster start` runs here, else http://127.0.0.1:8265)")
-TOKEN_HELP = (f"environment variable holding the cluster's Ray auth token (default {DEFAULT_TOKEN_ENV}; the head "
+TOKEN_HELP = (f"environment variable holding the cluster's Ray auth token (default {DEFAULT_TOKEN_ENV}); unset, the "
+              "token is read where Ray's clients read it: RAY_AUTH_TOKEN_PATH's file, else ~/.ray/auth_token (the head "
               "started here needs none)")
 
 

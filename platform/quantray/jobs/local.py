@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import secrets
 import signal
@@ -22,83 +21,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from quantray.errors import BadInput
 from quantray.jobs import dashboard
+from quantray.jobs.state import (
+    STATE_DIR,
+    HeadState,
+    is_running,
+    proc_stat,
+    process_start_time,
+    read_state,
+    state_path,
+    write_atomic,
+    write_state,
+)
 
-STATE_DIR = ".quantray"
-STATE_FILE = "cluster.json"
 DEFAULT_DASHBOARD_PORT = 8265
 # sun_path holds 107 bytes; Ray puts sockets at <temp>/session_<date>_<pid>/sockets/plasma_store
 MAX_TEMP_DIR_CHARS = 40
-
-
-@dataclass(frozen=True)
-class HeadState:
-    """What `quantray cluster start` recorded in .quantray/cluster.json."""
-
-    leader_pid: int  # the `ray start --block` process; its session holds every Ray process
-    leader_start: int  # its start time in clock ticks since boot, guards against PID reuse
-    pids: tuple[int, ...]  # the session's processes right after start
-    gcs_address: str
-    dashboard_url: str
-    temp_dir: str
-    token_path: str
-    log_path: str
-
-    def token(self) -> str:
-        return Path(self.token_path).read_text().strip()
-
-
-def state_path(root: Path) -> Path:
-    return root / STATE_DIR / STATE_FILE
-
-
-def read_state(root: Path) -> HeadState | None:
-    path = state_path(root)
-    if not path.exists():
-        return None
-    try:
-        raw = json.loads(path.read_text())
-        return HeadState(**{**raw, "pids": tuple(raw["pids"])})
-    except (ValueError, TypeError, KeyError) as exc:
-        raise BadInput(f"{path}: not a quantray cluster state file ({exc}); delete it if no head is running") from exc
-
-
-def write_state(root: Path, state: HeadState) -> None:
-    write_atomic(state_path(root), json.dumps(dataclasses.asdict(state), indent=2) + "\n")
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat from field 3 (state) on, or None when the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    return stat.rsplit(")", 1)[1].split()
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time in clock ticks since boot (field 22), or None if gone or a zombie."""
-    fields = proc_stat(pid)
-    return None if fields is None or fields[0] == "Z" else int(fields[19])
 
 
 def session_pids(leader_pid: int) -> list[int]:
@@ -110,10 +52,6 @@ def session_pids(leader_pid: int) -> list[int]:
             if fields is not None and fields[0] != "Z" and int(fields[3]) == leader_pid:
                 found.append(int(entry))
     return sorted(found)
-
-
-def is_running(state: HeadState) -> bool:
-    return process_start_time(state.leader_pid) == state.leader_start
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -273,16 +211,21 @@ def stop_head(root: Path, *, timeout_s: float = 30.0) -> list[int]:
         members = session_pids(state.leader_pid)
         os.kill(state.leader_pid, signal.SIGTERM)
         wait_until(lambda: process_start_time(state.leader_pid) is None, timeout_s, state.leader_pid)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in session_pids(state.leader_pid):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            if wait_until(lambda: not session_pids(state.leader_pid), 5.0, state.leader_pid):
-                break
+        end_session(state.leader_pid)
     state_path(root).unlink(missing_ok=True)
     return members
+
+
+def end_session(session_id: int, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, whatever is left in process session `session_id` (its leader may be gone)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_pids(session_id):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if wait_until(lambda: not session_pids(session_id), grace_s, session_id):
+            return
 
 
 def wait_until(done: Callable[[], bool], timeout_s: float, leader_pid: int) -> bool:
