@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from quantray.errors import BadInput
+from quantray.workspace import write_bytes
 from quantray.jobs import dashboard
 from quantray.jobs.state import (
     STATE_DIR,
@@ -34,7 +35,6 @@ from quantray.jobs.state import (
     process_start_time,
     read_state,
     state_path,
-    write_atomic,
     write_state,
 )
 
@@ -148,7 +148,7 @@ def start_head(
 
     state_dir = root / STATE_DIR
     token_path = state_dir / "ray_auth_token"
-    write_atomic(token_path, secrets.token_hex(32), mode=0o600)
+    write_bytes(token_path, secrets.token_hex(32).encode(), mode=0o600)
     temp_dir = ray_temp_dir(root)
     temp_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "ray-head.log"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from quantray.errors import BadInput
+from quantray.workspace import ROOT, write_text
 
-STATE_DIR = ".quantray"
+STATE_DIR = ROOT  # ./.quantray, the workspace
 STATE_FILE = "cluster.json"
 
 
@@ -52,20 +52,7 @@ def read_state(root: Path) -> HeadState | None:
 
 
 def write_state(root: Path, state: HeadState) -> None:
-    write_atomic(state_path(root), json.dumps(dataclasses.asdict(state), indent=2) + "\n")
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text(state_path(root), json.dumps(dataclasses.asdict(state), indent=2) + "\n")
 
 
 def proc_stat(pid: int) -> list[str] | None:

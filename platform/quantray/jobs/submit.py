@@ -27,11 +27,11 @@ from quantray.errors import BadInput
 from quantray.jobs import dashboard, local
 from quantray.recipes.options import TuneOptions
 from quantray.tune.space import load_space
-from quantray.workspace import tracking_uri, tune_storage
+from quantray.workspace import ROOT, tracking_uri, tune_storage
 
 SPACES_DIR = "spaces"
 # what never travels with a job: caches, local state, virtual environments
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".quantray", ".venv", ".git", ".pytest_cache", "*.egg-info")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ROOT.name, ".venv", ".git", ".pytest_cache", "*.egg-info")
 JOB_ENV_VARS = {
     "RAY_TRAIN_ENABLE_STATE_TRACKING": "1",  # trials' Train runs show in the dashboard
     "PYTHONUNBUFFERED": "1",  # logs stream as they are written
