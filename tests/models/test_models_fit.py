@@ -21,8 +21,9 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.mark.slow
-def test_family_fits_a_tiny_batch(family: str, one_thread: None) -> None:
-    model = build_small(family, dropout=0.0).train()
+def test_family_fits_a_tiny_batch(case: tuple[str, dict], one_thread: None) -> None:
+    family, arch = case
+    model = build_small(family, **{**arch, "dropout": 0.0}).train()
     x, asset_ids, mask = random_inputs(seed=9, batch=16)
     labels = random_labels(mask, seed=10)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
