@@ -70,15 +70,15 @@ def random_labels(mask: torch.Tensor, seed: int = 1) -> dict[str, torch.Tensor]:
     direction[0, 0] = -1
     regime = torch.randint(0, 3, (n,), generator=generator)
     regime[-1] = -1
-    barrier = torch.randint(0, 3, (n, a), generator=generator)
-    barrier[-1, 0] = -1
-    return {
+    labels = {
         "mask": mask,
         "next_return": torch.randn(n, a, generator=generator) * 0.02,
         "direction": direction,
         "volatility": torch.rand(n, a, generator=generator) * 0.03,
         "volume": torch.randn(n, a, generator=generator),
         "regime": regime,
-        "barrier": barrier,
         "label_mask": torch.rand(n, a, generator=generator) > 0.1,
     }
+    labels["barrier"] = torch.randint(0, 3, (n, a), generator=generator)  # drawn last: the others stay as they were
+    labels["barrier"][-1, 0] = -1
+    return labels
