@@ -44,15 +44,20 @@ def make_batch(batch: int, device: str) -> dict[str, Any]:
     return {key: value.to(device) for key, value in tensors.items()}
 
 
-def measure(family: str, device: str, batch: int, steps: int, warmup: int, compile_model: bool) -> dict[str, Any]:
-    """Time `steps` training steps after `warmup` ones; returns the figures as a dict."""
+def measure(
+    family: str, device: str, batch: int, steps: int, warmup: int, compile_model: bool,
+    arch: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Time `steps` training steps after `warmup` ones of `family` built with `arch` (default
+    sizes when None); returns the figures as a dict."""
     import torch
 
     from quantray import models
     from quantray.train.losses import LossWeights, objective
 
     torch.manual_seed(0)
-    model = models.build(family, n_assets=ASSETS, n_features=FEATURES, lookback=LOOKBACK).to(device).train()
+    model = models.build(family, n_assets=ASSETS, n_features=FEATURES, lookback=LOOKBACK, **(arch or {}))
+    model = model.to(device).train()
     step_model = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = make_batch(batch, device)

@@ -13,8 +13,6 @@ import inspect
 import numbers
 from typing import TYPE_CHECKING, Any
 
-from quantray.errors import BadInput
-
 if TYPE_CHECKING:
     from torch import nn
 
@@ -32,7 +30,7 @@ _SHAPE_ARGS = ("n_assets", "n_features", "lookback")
 
 def family_class(family: str) -> type:
     if family not in _CLASSES:
-        raise BadInput(f"unknown model family {family!r} (expected one of: {', '.join(FAMILIES)})")
+        raise ValueError(f"unknown model family {family!r} (expected one of: {', '.join(FAMILIES)})")
     module, name = _CLASSES[family]
     return getattr(importlib.import_module(module), name)
 
@@ -46,18 +44,18 @@ def defaults(family: str) -> dict[str, Any]:
 def build(family: str, *, n_assets: int, n_features: int, lookback: int, **arch: Any) -> "nn.Module":
     """Build a `family` model for windows [B, n_assets, lookback, n_features].
 
-    `arch` holds architecture arguments only; an unknown one raises BadInput (a ValueError)
+    `arch` holds architecture arguments only; an unknown one raises ValueError
     naming it, and so does a bad value.
     """
     known = defaults(family)
     for key in arch:
         if key not in known:
-            raise BadInput(
+            raise ValueError(
                 f"unknown architecture argument {key!r} for family {family!r} "
                 f"(expected one of: {', '.join(known)})"
             )
     for name, value in (("n_assets", n_assets), ("n_features", n_features), ("lookback", lookback)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise BadInput(f"{name} must be a positive integer, got {value!r}")
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     shape = {"n_assets": int(n_assets), "n_features": int(n_features), "lookback": int(lookback)}
     return family_class(family)(**shape, **arch)

@@ -18,28 +18,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from quantray.errors import BadInput
-
 # Heads every family provides (besides the position), so any family trains on the full objective.
-TASKS: tuple[str, ...] = ("direction", "volatility", "volume", "regime")
+TASKS: tuple[str, ...] = ("direction", "volatility", "volume", "regime", "barrier")
 N_DIRECTIONS = 3  # 0 down, 1 flat, 2 up
 N_REGIMES = 3  # 0 down/volatile, 1 calm, 2 up
+N_BARRIERS = 3  # 0 lower barrier first, 1 vertical (neither), 2 upper barrier first
+FFN_KINDS: tuple[str, ...] = ("gelu", "swiglu", "kan")
+KAN_GRID = 5  # Gaussian basis functions per KAN edge: a small grid keeps the layer cheap
 
 
 class Output(NamedTuple):
     embedding: Tensor  # [B, A, D], 0 for masked assets
     position: Tensor  # [B, A] in [-1, 1], 0 for masked assets
-    heads: dict[str, Tensor]  # direction [B, A, 3], volatility [B, A], volume [B, A], regime [B, 3]
+    heads: dict[str, Tensor]  # direction [B, A, 3], volatility [B, A], volume [B, A], regime [B, 3], barrier [B, A, 3]
     attention: Tensor | None = None  # [B, H, A, A] cross-asset weights when asked for
+    lead_lag: Tensor | None = None  # [B, H, A, A, max_lag + 1] (receiver, sender, lag) when asked for
 
 
 # ---------------------------------------------------------------- argument checks
 
 
 def check_arg(ok: bool, name: str, value: object, requirement: str) -> None:
-    """Raise BadInput naming the architecture argument unless `ok`."""
+    """Raise ValueError naming the architecture argument unless `ok`."""
     if not ok:
-        raise BadInput(f"architecture argument {name!r} {requirement}, got {value!r}")
+        raise ValueError(f"architecture argument {name!r} {requirement}, got {value!r}")
 
 
 def check_int(name: str, value: object, minimum: int) -> None:
@@ -84,6 +86,71 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
+
+
+# ---------------------------------------------------------------- feed-forward blocks
+
+
+class SwiGLU(nn.Module):
+    """FFN_SwiGLU (Shazeer 2020): W_down(SiLU(x·W_gate) ⊙ x·W_up)."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, dropout: float) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(d_in, 2 * d_hidden)
+        self.down = nn.Linear(d_hidden, d_out)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(self.drop(F.silu(gate) * up))
+
+
+class KANLayer(nn.Module):
+    """A Kolmogorov-Arnold layer, FastKAN style (Li 2024): output j = Σ_i φ_ij(x_i) with
+    φ_ij(x) = Σ_g c_ijg·exp(−((x − g)/w)²) + w_ij·SiLU(x), a learnable function on every edge.
+    Gaussian bumps on a fixed grid stand in for KAN's cubic B-splines (nearly the same basis,
+    one exp instead of the Cox-de Boor recursion). The LayerNorm keeps inputs on the grid."""
+
+    def __init__(self, d_in: int, d_out: int, grid: int = KAN_GRID, span: float = 2.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_in)
+        self.register_buffer("centers", torch.linspace(-span, span, grid), persistent=False)
+        self.inv_width = (grid - 1) / (2 * span)  # neighbouring bumps cross at exp(-1/4)
+        self.spline = nn.Linear(d_in * grid, d_out, bias=False)
+        self.base = nn.Linear(d_in, d_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.norm(x)
+        basis = torch.exp(-(((z[..., None] - self.centers) * self.inv_width) ** 2))  # [..., d_in, grid]
+        return self.spline(basis.flatten(-2)) + self.base(F.silu(z))
+
+
+class KANFeedForward(nn.Module):
+    """Two KAN layers d_in -> d_hidden -> d_out."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, dropout: float) -> None:
+        super().__init__()
+        self.inner = KANLayer(d_in, d_hidden)
+        self.drop = nn.Dropout(dropout)
+        self.outer = KANLayer(d_hidden, d_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.outer(self.drop(self.inner(x)))
+
+
+def feed_forward(kind: str, d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Module:
+    """A feed-forward block with about the parameters of the GELU MLP d_in -> d_hidden -> d_out.
+
+    The GELU MLP holds ≈ d_hidden·(d_in + d_out) weights; SwiGLU's three matrices hold
+    h·(2·d_in + d_out), so h = d_hidden·(d_in + d_out)/(2·d_in + d_out) (2/3·d_hidden when square,
+    as in Shazeer 2020); a KAN edge carries KAN_GRID + 1 weights, so h = d_hidden/(KAN_GRID + 1).
+    """
+    check_choice("ffn", kind, FFN_KINDS)
+    if kind == "swiglu":
+        return SwiGLU(d_in, max(1, round(d_hidden * (d_in + d_out) / (2 * d_in + d_out))), d_out, dropout)
+    if kind == "kan":
+        return KANFeedForward(d_in, max(1, round(d_hidden / (KAN_GRID + 1))), d_out, dropout)
+    return mlp(d_in, d_hidden, d_out, dropout)
 
 
 # ---------------------------------------------------------------- input
@@ -194,18 +261,40 @@ class Pooling(nn.Module):
         return (scores.softmax(dim=-1)[..., None] * h).sum(dim=1)
 
 
+class EncoderLayer(nn.Module):
+    """Pre-norm self-attention then a SwiGLU or KAN feed-forward block, over h [N, S, D]
+    (nn.TransformerEncoderLayer hard-wires the two-layer MLP, which stays the GELU path)."""
+
+    def __init__(self, d_model: int, n_heads: int, ff_mult: int, dropout: float, ffn: str) -> None:
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(d_model)
+        self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = feed_forward(ffn, d_model, ff_mult * d_model, d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor) -> Tensor:
+        a = self.norm_attn(h)
+        h = h + self.drop(self.attn(a, a, a, need_weights=False)[0])
+        return h + self.drop(self.ff(self.norm_ff(h)))
+
+
 class EncoderStack(nn.Module):
     """Pre-norm self-attention layers over a sequence [N, S, D], then a final LayerNorm."""
 
-    def __init__(self, d_model: int, n_heads: int, n_layers: int, ff_mult: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, n_layers: int, ff_mult: int, dropout: float, ffn: str = "gelu") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                d_model, n_heads, ff_mult * d_model, dropout,
-                activation="gelu", batch_first=True, norm_first=True,
+        check_choice("ffn", ffn, FFN_KINDS)
+        if ffn == "gelu":
+            self.layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(
+                    d_model, n_heads, ff_mult * d_model, dropout,
+                    activation="gelu", batch_first=True, norm_first=True,
+                )
+                for _ in range(n_layers)
             )
-            for _ in range(n_layers)
-        )
+        else:
+            self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, ff_mult, dropout, ffn) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, h: Tensor) -> Tensor:
@@ -216,20 +305,23 @@ class EncoderStack(nn.Module):
 
 class TemporalTransformer(nn.Module):
     """Per-asset temporal encoder: positional encoding, self-attention over the window, pooling.
-    h [N, L, D] -> [N, D]."""
+    h [N, L, D] -> [N, D], and with `return_states` also the encoded steps [N, L, D]."""
 
     def __init__(
         self, *, d_model: int, n_heads: int, n_layers: int, ff_mult: int, dropout: float,
-        lookback: int, positional: str, pooling: str,
+        lookback: int, positional: str, pooling: str, ffn: str = "gelu",
     ) -> None:
         super().__init__()
         self.positional = PositionalEncoding(lookback, d_model, positional)
         self.pool = Pooling(d_model, pooling)
-        self.encoder = EncoderStack(d_model, n_heads, n_layers, ff_mult, dropout)
+        self.encoder = EncoderStack(d_model, n_heads, n_layers, ff_mult, dropout, ffn)
 
-    def forward(self, h: Tensor) -> Tensor:
-        h = self.pool.add_token(self.positional(h))
-        return self.pool(self.encoder(h))
+    def forward(self, h: Tensor, return_states: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        steps = h.shape[1]
+        h = self.encoder(self.pool.add_token(self.positional(h)))
+        if not return_states:
+            return self.pool(h)
+        return self.pool(h), h[:, -steps:]  # a CLS token sits in front of the steps
 
 
 # ---------------------------------------------------------------- cross-asset attention
@@ -242,38 +334,131 @@ def asset_attention_mask(mask: Tensor) -> Tensor:
     return (mask[:, :, None] & mask[:, None, :]) | eye
 
 
+def attend(
+    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, dropout: float, need_weights: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Multi-head attention q [B, H, Nq, d], k, v [B, H, Nk, d] over the `allowed` [B, 1, Nq, Nk]
+    keys (every row allows at least one) -> (mixed [B, H, Nq, d], weights [B, H, Nq, Nk] or None)."""
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout), None
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+    return F.dropout(weights, dropout, dropout > 0) @ v, weights
+
+
+def split_heads(x: Tensor, n_parts: int, n_heads: int) -> Tensor:
+    """[B, N, n_parts·D] -> [n_parts, B, H, N, D/H]."""
+    B, N, _ = x.shape
+    return x.view(B, N, n_parts, n_heads, -1).permute(2, 0, 3, 1, 4)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """[B, H, N, d] -> [B, N, H·d]."""
+    return x.transpose(1, 2).flatten(2)
+
+
 class CrossAssetLayer(nn.Module):
     """Pre-norm multi-head attention across the assets of one date, then a feed-forward block.
-    No positional code over assets: the layer is permutation-equivariant in the assets."""
+    No positional code over assets: the layer is permutation-equivariant in the assets.
 
-    def __init__(self, d_model: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+    Hierarchical (`n_groups > 0`, called with each asset's `group`): an asset attends only to the
+    active assets of its own group; then each group's summary (the mean of its active members)
+    attends to the other groups' summaries, and every asset adds its group's result. Information
+    crosses groups only through the summaries."""
+
+    def __init__(self, d_model: int, n_heads: int, ff_mult: int, dropout: float, ffn: str = "gelu",
+                 n_groups: int = 0) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.dropout = dropout
+        self.n_groups = n_groups
         self.norm_attn = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.norm_ff = nn.LayerNorm(d_model)
-        self.ff = mlp(d_model, ff_mult * d_model, d_model, dropout)
+        self.ff = feed_forward(ffn, d_model, ff_mult * d_model, d_model, dropout)
         self.drop = nn.Dropout(dropout)
+        if n_groups:
+            self.norm_group = nn.LayerNorm(d_model)
+            self.group_qkv = nn.Linear(d_model, 3 * d_model)
+            self.group_out = nn.Linear(d_model, d_model)
 
-    def forward(self, h: Tensor, mask: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """h [B, A, D], mask [B, A] -> (h [B, A, D], weights [B, H, A, A] or None)."""
-        B, A, D = h.shape
-        q, k, v = self.qkv(self.norm_attn(h)).view(B, A, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
-        allowed = asset_attention_mask(mask)[:, None]  # [B, 1, A, A], broadcast over heads
+    def forward(
+        self, h: Tensor, mask: Tensor, need_weights: bool = False, group: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """h [B, A, D], mask [B, A], group [A] (ids < n_groups) -> (h [B, A, D], weights [B, H, A, A] or None)."""
+        B, A, _ = h.shape
+        allowed = asset_attention_mask(mask)
+        if group is not None:
+            eye = torch.eye(A, dtype=torch.bool, device=mask.device)
+            allowed = allowed & (group[:, None] == group[None, :]) | eye
+        q, k, v = split_heads(self.qkv(self.norm_attn(h)), 3, self.n_heads)
         p = self.dropout if self.training else 0.0
-        weights = None
-        if need_weights:
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-            mixed = F.dropout(weights, p, self.training) @ v
+        mixed, weights = attend(q, k, v, allowed[:, None], p, need_weights)
+        if weights is not None:
             weights = zero_masked(weights, mask[:, None].expand(B, self.n_heads, A))
-        else:
-            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
-        h = h + self.drop(self.out(mixed.transpose(1, 2).reshape(B, A, D)))
+        h = h + self.drop(self.out(merge_heads(mixed)))
+        if group is not None:
+            h = h + self.drop(self.across_groups(h, mask, group))
         h = h + self.drop(self.ff(self.norm_ff(h)))
         return h, weights
+
+    def across_groups(self, h: Tensor, mask: Tensor, group: Tensor) -> Tensor:
+        """Attention between the group summaries [B, G, D], read back by each asset -> [B, A, D]."""
+        members = F.one_hot(group, self.n_groups).to(h.dtype)[None] * mask[..., None].to(h.dtype)  # [B, A, G]
+        count = members.sum(dim=1)  # [B, G]
+        summary = members.transpose(1, 2) @ self.norm_group(h) / count.clamp(min=1)[..., None]
+        q, k, v = split_heads(self.group_qkv(summary), 3, self.n_heads)
+        p = self.dropout if self.training else 0.0
+        mixed, _ = attend(q, k, v, asset_attention_mask(count > 0)[:, None], p, need_weights=False)
+        return self.group_out(merge_heads(mixed))[:, group]
+
+
+class LeadLagAttention(nn.Module):
+    """Temporal cross-attention across assets (lead-lag, after seed 003's max_lag).
+
+    Each asset's current state h_i [B, A, D] attends jointly to the temporal states s_j[L−1−ℓ]
+    of every active asset j at lags ℓ = 0..max_lag, with a learned lag embedding added to the
+    keys, so one softmax spreads the weight over (sender, lag) pairs and a lagged sender can win
+    over a contemporaneous one. Then a feed-forward block. The window lies at or before the
+    decision date, so every key is past or present data. Lags beyond a short window get no
+    weight. A masked asset neither sends nor receives (it attends only to its own lags)."""
+
+    def __init__(self, d_model: int, n_heads: int, max_lag: int, ff_mult: int, dropout: float, ffn: str) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.max_lag = max_lag
+        self.dropout = dropout
+        self.norm_query = nn.LayerNorm(d_model)
+        self.norm_states = nn.LayerNorm(d_model)
+        self.lag = nn.Parameter(torch.randn(max_lag + 1, d_model) * 0.02)
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = feed_forward(ffn, d_model, ff_mult * d_model, d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self, h: Tensor, states: Tensor, mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """h [B, A, D], states [B, A, L, D], mask [B, A] ->
+        (h [B, A, D], weights [B, H, A (receiver), A (sender), max_lag + 1] or None)."""
+        B, A, _ = h.shape
+        lagged = states.flip(2)[:, :, : self.max_lag + 1]  # [B, A, K, D]: index ℓ is lag ℓ
+        K = lagged.shape[2]
+        keys = (self.norm_states(lagged) + self.lag[:K]).flatten(1, 2)  # [B, A·K, D], sender-major
+        (q,) = split_heads(self.q(self.norm_query(h)), 1, self.n_heads)
+        k, v = split_heads(self.kv(keys), 2, self.n_heads)
+        allowed = asset_attention_mask(mask)[:, None, :, :, None].expand(B, 1, A, A, K).flatten(-2)
+        p = self.dropout if self.training else 0.0
+        mixed, weights = attend(q, k, v, allowed, p, need_weights)
+        h = h + self.drop(self.out(merge_heads(mixed)))
+        h = h + self.drop(self.ff(self.norm_ff(h)))
+        if weights is None:
+            return h, None
+        weights = F.pad(weights.unflatten(-1, (A, K)), (0, self.max_lag + 1 - K))
+        return h, zero_masked(weights, mask[:, None].expand(B, self.n_heads, A))
 
 
 # ---------------------------------------------------------------- heads
@@ -291,18 +476,20 @@ class PositionHead(nn.Module):
 
 
 class TaskHeads(nn.Module):
-    """The auxiliary tasks: direction logits, volatility, volume per asset, and market regime
-    logits from the masked mean of the asset features (only unmasked assets count).
+    """The auxiliary tasks: direction logits, volatility, volume and triple-barrier logits per
+    asset, and market regime logits from the masked mean of the asset features (only unmasked
+    assets count). The regime head is a feed-forward block of kind `ffn`.
 
     `features` is one tensor [B, A, D] used by every task, or a mapping task -> [B, A, D]
     (a mixture-of-experts gate gives each task its own mix)."""
 
-    def __init__(self, d_model: int, dropout: float) -> None:
+    def __init__(self, d_model: int, dropout: float, ffn: str = "gelu") -> None:
         super().__init__()
         self.direction = nn.Linear(d_model, N_DIRECTIONS)
         self.volatility = nn.Linear(d_model, 1)
         self.volume = nn.Linear(d_model, 1)
-        self.regime = mlp(d_model, d_model, N_REGIMES, dropout)
+        self.regime = feed_forward(ffn, d_model, d_model, N_REGIMES, dropout)
+        self.barrier = nn.Linear(d_model, N_BARRIERS)
 
     def forward(self, features: Tensor | Mapping[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
         per_task = features if isinstance(features, Mapping) else dict.fromkeys(TASKS, features)
@@ -311,16 +498,21 @@ class TaskHeads(nn.Module):
             "volatility": zero_masked(self.volatility(per_task["volatility"]).squeeze(-1), mask),
             "volume": zero_masked(self.volume(per_task["volume"]).squeeze(-1), mask),
             "regime": self.regime(masked_mean(per_task["regime"], mask)),
+            "barrier": zero_masked(self.barrier(per_task["barrier"]), mask),
         }
 
 
 class MixtureOfExperts(nn.Module):
     """Multi-gate mixture of experts (MMoE, Ma et al. 2018): shared expert MLPs, one softmax
-    gate per task. h [..., D] -> {task: h + Σ_e gate_task(h)_e · expert_e(h)}."""
+    gate per task. h [..., D] -> {task: h + Σ_e gate_task(h)_e · expert_e(h)}. Experts are
+    feed-forward blocks of kind `ffn` (KAN experts: seed 002's spline-based heads)."""
 
-    def __init__(self, d_model: int, n_experts: int, tasks: tuple[str, ...], ff_mult: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_experts: int, tasks: tuple[str, ...], ff_mult: int, dropout: float,
+                 ffn: str = "gelu") -> None:
         super().__init__()
-        self.experts = nn.ModuleList(mlp(d_model, ff_mult * d_model, d_model, dropout) for _ in range(n_experts))
+        self.experts = nn.ModuleList(
+            feed_forward(ffn, d_model, ff_mult * d_model, d_model, dropout) for _ in range(n_experts)
+        )
         self.gates = nn.ModuleDict({task: nn.Linear(d_model, n_experts) for task in tasks})
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:

@@ -8,6 +8,9 @@ signed correlation is the edge feature. Masked assets have no edges (only the se
 adds), so they neither send nor receive. The batch is one disjoint graph of B·A nodes whose
 edge_index is built with tensor ops, no loop over samples.
 
+`ffn` picks the feed-forward blocks (temporal encoder, graph layers, regime head): gelu, swiglu
+or kan.
+
 torch_geometric is imported when a model is built, not when quantray.models is imported.
 """
 
@@ -26,7 +29,7 @@ from quantray.models.blocks import (
     check_dropout,
     check_heads,
     check_int,
-    mlp,
+    feed_forward,
     zero_masked,
 )
 
@@ -85,6 +88,7 @@ class GraphAttentionModel(nn.Module):
         pooling: str = "attention",
         positional: str = "sinusoidal",
         revin: bool = True,
+        ffn: str = "gelu",
     ) -> None:
         super().__init__()
         from torch_geometric.nn import GATv2Conv  # heavy import, only when a gnn is built
@@ -103,7 +107,7 @@ class GraphAttentionModel(nn.Module):
         self.stem = InputStem(n_assets, n_features, d_model, revin)
         self.temporal = TemporalTransformer(
             d_model=d_model, n_heads=n_heads, n_layers=temporal_layers, ff_mult=ff_mult, dropout=dropout,
-            lookback=lookback, positional=positional, pooling=pooling,
+            lookback=lookback, positional=positional, pooling=pooling, ffn=ffn,
         )
         self.graph = nn.ModuleList(
             GATv2Conv(d_model, d_model // n_heads, heads=n_heads, dropout=dropout, edge_dim=1, add_self_loops=True)
@@ -111,11 +115,13 @@ class GraphAttentionModel(nn.Module):
         )
         self.graph_norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(graph_layers))
         self.ff_norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(graph_layers))
-        self.ffs = nn.ModuleList(mlp(d_model, ff_mult * d_model, d_model, dropout) for _ in range(graph_layers))
+        self.ffs = nn.ModuleList(
+            feed_forward(ffn, d_model, ff_mult * d_model, d_model, dropout) for _ in range(graph_layers)
+        )
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
         self.position = PositionHead(d_model)
-        self.heads = TaskHeads(d_model, dropout)
+        self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
         B, A = mask.shape

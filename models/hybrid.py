@@ -10,7 +10,9 @@ each step's place in the window. The model contract carries no dates, so calenda
 derived from the position in the window: for a step τ trading days before the decision date,
 sin/cos(2πτ/P) for P = 5, 21, 63, 252 (week, month, quarter, year), projected to D.
 
-Heads: a multi-gate mixture of experts gives each task its own mix of shared experts. The
+Heads: a multi-gate mixture of experts gives each task its own mix of shared experts. `ffn`
+picks the feed-forward blocks of the encoder, the experts and the regime head (gelu, swiglu or
+kan: seed 002's V17 variant uses KAN and SwiGLU). The
 "horizons" task scores the asset over `n_horizons` latent horizons (heads["horizons"]
 [B, A, n_horizons], trained only through the position, which is tanh of a learned combination
 of them); direction, volatility, volume and regime are the usual task heads. Assets are encoded
@@ -66,6 +68,7 @@ class HybridModel(nn.Module):
         n_horizons: int = 3,
         positional: str = "sinusoidal",
         revin: bool = True,
+        ffn: str = "gelu",
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
@@ -79,16 +82,16 @@ class HybridModel(nn.Module):
         self.stem = InputStem(n_assets, n_features, d_model, revin)
         self.lstm = nn.LSTM(d_model, d_model, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0)
         self.positional = PositionalEncoding(lookback, d_model, positional)
-        self.encoder = EncoderStack(d_model, n_heads, transformer_layers, ff_mult, dropout)
+        self.encoder = EncoderStack(d_model, n_heads, transformer_layers, ff_mult, dropout, ffn)
         self.calendar = nn.Linear(2 * len(CALENDAR_PERIODS), d_model)
         self.context_norm = nn.LayerNorm(d_model)
         self.context_attention = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.pool = Pooling(d_model, "attention")
         self.norm = nn.LayerNorm(d_model)
-        self.moe = MixtureOfExperts(d_model, n_experts, ("horizons",) + TASKS, ff_mult, dropout)
+        self.moe = MixtureOfExperts(d_model, n_experts, ("horizons",) + TASKS, ff_mult, dropout, ffn)
         self.horizons = nn.Linear(d_model, n_horizons)
         self.position_mix = nn.Linear(n_horizons, 1)
-        self.heads = TaskHeads(d_model, dropout)
+        self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
         B, A = mask.shape

@@ -5,7 +5,8 @@ bidirectional: the whole window lies at or before the decision date, so reading 
 leaks nothing) -> temporal self-attention and pooling -> embedding [B, A, D]. The position,
 direction, volatility, volume and regime heads read the embedding directly, or, with
 `moe_experts > 0`, each through its own gate over shared experts (MMoE). Assets are encoded
-independently; only the regime head pools over the (unmasked) assets of a date.
+independently; only the regime head pools over the (unmasked) assets of a date. `ffn` picks the
+feed-forward blocks (encoder, experts, regime head): gelu, swiglu or kan.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class MultiTaskModel(nn.Module):
         pooling: str = "attention",
         positional: str = "sinusoidal",
         revin: bool = True,
+        ffn: str = "gelu",
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
@@ -65,11 +67,13 @@ class MultiTaskModel(nn.Module):
         )
         self.temporal = TemporalTransformer(
             d_model=d_model, n_heads=n_heads, n_layers=transformer_layers, ff_mult=ff_mult, dropout=dropout,
-            lookback=lookback, positional=positional, pooling=pooling,
+            lookback=lookback, positional=positional, pooling=pooling, ffn=ffn,
         )
-        self.moe = MixtureOfExperts(d_model, moe_experts, ("position",) + TASKS, ff_mult, dropout) if moe_experts else None
+        self.moe = (
+            MixtureOfExperts(d_model, moe_experts, ("position",) + TASKS, ff_mult, dropout, ffn) if moe_experts else None
+        )
         self.position = PositionHead(d_model)
-        self.heads = TaskHeads(d_model, dropout)
+        self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
         B, A = mask.shape

@@ -1,27 +1,45 @@
 """transformer: a temporal transformer per asset, then attention across the assets of a date.
 
 x [B, A, L, F] -> stem (RevIN, projection, ticker embedding) -> temporal self-attention over the
-window, pooled to one vector per asset -> cross-asset attention layers (masked assets excluded)
--> embedding [B, A, D] -> position and task heads. The last cross-asset layer's attention
-weights come back with `return_attention=True`, for heatmaps.
+window, pooled to one vector per asset -> optional lead-lag attention (each asset attends to the
+other assets' temporal states at lags 0..lead_lag) -> cross-asset attention layers (masked assets
+excluded; hierarchical within and across asset groups when `groups` is set) -> embedding
+[B, A, D] -> position and task heads. With `return_attention=True` the last cross-asset layer's
+weights come back in `Output.attention` and the lead-lag weights in `Output.lead_lag`.
 """
 
 from __future__ import annotations
 
+import numbers
+
+import torch
 from torch import Tensor, nn
 
 from quantray.models.blocks import (
     CrossAssetLayer,
     InputStem,
+    LeadLagAttention,
     Output,
     PositionHead,
     TaskHeads,
     TemporalTransformer,
+    check_arg,
     check_dropout,
     check_heads,
     check_int,
     zero_masked,
 )
+
+
+def group_index(groups: tuple[int, ...] | list[int], n_assets: int) -> Tensor:
+    """Validated group ids (one per asset id) renumbered 0..G-1, as a long tensor [n_assets]."""
+    ok = isinstance(groups, (tuple, list)) and all(
+        isinstance(g, numbers.Integral) and not isinstance(g, bool) and g >= 0 for g in groups
+    )
+    check_arg(ok, "groups", groups, "must be a list of integer group ids >= 0")
+    check_arg(len(groups) in (0, n_assets), "groups", groups, f"must hold one group id per asset ({n_assets})")
+    _, index = torch.unique(torch.tensor(list(groups), dtype=torch.long), return_inverse=True)
+    return index
 
 
 class TransformerModel(nn.Module):
@@ -40,30 +58,48 @@ class TransformerModel(nn.Module):
         pooling: str = "attention",
         positional: str = "sinusoidal",
         revin: bool = True,
+        ffn: str = "gelu",
+        lead_lag: int = 0,
+        groups: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
         check_int("temporal_layers", temporal_layers, 0)
         check_int("cross_layers", cross_layers, 0)
         check_int("ff_mult", ff_mult, 1)
+        check_int("lead_lag", lead_lag, 0)
+        check_arg(lead_lag < lookback, "lead_lag", lead_lag, f"must be below the lookback ({lookback})")
         check_dropout(dropout)
+        group_of = group_index(groups, n_assets)
+        n_groups = int(group_of.max()) + 1 if len(group_of) else 0
+        check_arg(not n_groups or cross_layers > 0, "groups", groups, "needs cross_layers >= 1")
         self.embedding_dim = d_model
         self.stem = InputStem(n_assets, n_features, d_model, revin)
         self.temporal = TemporalTransformer(
             d_model=d_model, n_heads=n_heads, n_layers=temporal_layers, ff_mult=ff_mult, dropout=dropout,
-            lookback=lookback, positional=positional, pooling=pooling,
+            lookback=lookback, positional=positional, pooling=pooling, ffn=ffn,
         )
-        self.cross = nn.ModuleList(CrossAssetLayer(d_model, n_heads, ff_mult, dropout) for _ in range(cross_layers))
+        self.lead_lag = LeadLagAttention(d_model, n_heads, lead_lag, ff_mult, dropout, ffn) if lead_lag else None
+        self.register_buffer("group_of", group_of if n_groups else None, persistent=False)
+        self.cross = nn.ModuleList(
+            CrossAssetLayer(d_model, n_heads, ff_mult, dropout, ffn, n_groups) for _ in range(cross_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.position = PositionHead(d_model)
-        self.heads = TaskHeads(d_model, dropout)
+        self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
         B, A = mask.shape
         h = self.stem(x, asset_ids, mask)  # [B, A, L, D]
-        h = self.temporal(h.flatten(0, 1)).unflatten(0, (B, A))  # [B, A, D]
+        lead_lag = None
+        if self.lead_lag is None:
+            h = self.temporal(h.flatten(0, 1)).unflatten(0, (B, A))  # [B, A, D]
+        else:
+            h, states = self.temporal(h.flatten(0, 1), return_states=True)
+            h, lead_lag = self.lead_lag(h.unflatten(0, (B, A)), states.unflatten(0, (B, A)), mask, return_attention)
+        group = None if self.group_of is None else self.group_of[asset_ids]
         attention = None
         for layer in self.cross:
-            h, attention = layer(h, mask, need_weights=return_attention)
+            h, attention = layer(h, mask, need_weights=return_attention, group=group)
         embedding = zero_masked(self.norm(h), mask)
-        return Output(embedding, self.position(embedding, mask), self.heads(embedding, mask), attention)
+        return Output(embedding, self.position(embedding, mask), self.heads(embedding, mask), attention, lead_lag)

@@ -169,6 +169,20 @@ class LossWeights:
     volume: float = 0.05
     regime: float = 0.05
     focal_gamma: float = 2.0
+    # focal α per direction class (down, flat, up); seed 002 weights down (Bear) days higher
+    direction_class_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    barrier: float = 0.0  # focal CE on the triple-barrier label
+    information_ratio: float = 0.0  # −IR against the equal-weight book of the active assets
+    drawdown: float = 0.0  # max drawdown of the cumulative net returns over the batch
+    turnover: float = 0.0  # mean turnover, a penalty on top of the costs
+
+    def __post_init__(self) -> None:
+        weights = self.direction_class_weights
+        if len(weights) != 3 or any(not w >= 0 for w in weights) or not sum(weights) > 0:
+            raise BadInput(
+                f"loss.direction_class_weights must be three numbers >= 0 (down, flat, up), "
+                f"not all 0, got {list(weights)!r}"
+            )
 
 
 @dataclass(frozen=True)

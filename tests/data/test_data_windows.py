@@ -34,11 +34,13 @@ def test_batch_equals_naive_slicing(prepared):
         np.testing.assert_array_equal(batch["next_return"][b],
                                       np.nan_to_num(prepared.labels.next_return[t]).astype(np.float32))
         np.testing.assert_array_equal(batch["direction"][b], prepared.labels.direction[t])
+        np.testing.assert_array_equal(batch["barrier"][b], prepared.labels.barrier[t])
         assert batch["regime"][b] == prepared.labels.regime[t] and batch["date_idx"][b] == t
     assert batch["x"].shape == (4, 4, L, prepared.n_features) and batch["x"].dtype == np.float32
     assert batch["x"].flags.c_contiguous
     np.testing.assert_array_equal(batch["asset_ids"], np.arange(4))
     assert batch["label_mask"].dtype == bool and not (batch["label_mask"] & ~batch["mask"]).any()
+    assert batch["barrier"].dtype == np.int64 and set(np.unique(batch["barrier"])) <= {-1, 0, 1, 2}
 
 
 def test_windows_are_views_and_pickle_without_the_view(prepared):

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from quantray import models
+from quantray.train.losses import LossWeights
 
 B, A, L, F = 6, 5, 12, 4
 
@@ -25,7 +26,23 @@ OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("multitask", {"bidirectional": True, "moe_experts": 3, "lstm_layers": 2}),
     ("hybrid", {"positional": "learned", "revin": False, "transformer_layers": 2}),
     ("cnn_lstm", {"revin": True, "conv_layers": 3, "lstm_layers": 2}),
+    ("transformer", {"ffn": "swiglu", "cross_layers": 2}),
+    ("transformer", {"ffn": "kan", "pooling": "last"}),
+    ("transformer", {"lead_lag": 3, "cross_layers": 0}),
+    ("transformer", {"lead_lag": 2, "pooling": "cls", "ffn": "swiglu"}),
+    ("transformer", {"groups": (0, 1, 0, 2, 1), "cross_layers": 2}),
+    ("transformer", {"groups": (3, 3, 7, 7, 7), "lead_lag": 1, "ffn": "kan"}),
+    ("gnn", {"ffn": "kan"}),
+    ("multitask", {"ffn": "swiglu", "moe_experts": 2}),
+    ("multitask", {"ffn": "kan", "bidirectional": True}),
+    ("hybrid", {"ffn": "kan"}),
+    ("hybrid", {"ffn": "swiglu", "revin": False}),
 ]
+# every family at its defaults, then the option cases
+CASES: list[tuple[str, dict[str, Any]]] = [(family, {}) for family in models.FAMILIES] + OPTION_CASES
+CASE_IDS: list[str] = [f"{f}-{'-'.join(a) or 'default'}" for f, a in CASES]
+# the default objective plus every term that is off by default, so every head is trained
+ALL_TERMS = LossWeights(barrier=0.1, information_ratio=0.1, drawdown=0.5, turnover=0.01)
 MIXING = ("transformer", "gnn")  # families that exchange information across assets
 
 
@@ -53,7 +70,7 @@ def random_labels(mask: torch.Tensor, seed: int = 1) -> dict[str, torch.Tensor]:
     direction[0, 0] = -1
     regime = torch.randint(0, 3, (n,), generator=generator)
     regime[-1] = -1
-    return {
+    labels = {
         "mask": mask,
         "next_return": torch.randn(n, a, generator=generator) * 0.02,
         "direction": direction,
@@ -62,3 +79,6 @@ def random_labels(mask: torch.Tensor, seed: int = 1) -> dict[str, torch.Tensor]:
         "regime": regime,
         "label_mask": torch.rand(n, a, generator=generator) > 0.1,
     }
+    labels["barrier"] = torch.randint(0, 3, (n, a), generator=generator)  # drawn last: the others stay as they were
+    labels["barrier"][-1, 0] = -1
+    return labels

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_cases import build_small, random_inputs, random_labels
+from model_cases import ALL_TERMS, build_small, random_inputs, random_labels
 
-from quantray.train.losses import LossWeights, objective
+from quantray.train.losses import objective
 
 needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_forward_backward_under_bf16_autocast(family: str, device: str) -> None:
-    model = build_small(family).to(device).train()
+def test_forward_backward_under_bf16_autocast(case: tuple[str, dict], device: str) -> None:
+    family, arch = case
+    model = build_small(family, **arch).to(device).train()
     x, asset_ids, mask = (t.to(device) for t in random_inputs(seed=12, batch=16))
     labels = {key: value.to(device) for key, value in random_labels(mask).items()}
     with torch.autocast(device, dtype=torch.bfloat16):
         out = model(x, asset_ids, mask, return_attention=True)
-        loss, _ = objective(out, labels, LossWeights(), cost_bps=5.0)
+        loss, _ = objective(out, labels, ALL_TERMS, cost_bps=5.0)
     loss.backward()
     assert torch.isfinite(loss)
     assert out.position.abs().max() <= 1.0 and (out.position[~mask] == 0).all()

@@ -10,7 +10,6 @@ import torch
 from model_cases import MIXING, OPTION_CASES, A, B, build_small, random_inputs
 
 from quantray import models
-from quantray.errors import BadInput
 
 
 def test_families_are_the_documented_five() -> None:
@@ -31,7 +30,8 @@ def test_every_family_honours_the_output_contract(family: str) -> None:
     assert out.heads["volatility"].shape == (B, A)
     assert out.heads["volume"].shape == (B, A)
     assert out.heads["regime"].shape == (B, 3)
-    assert out.attention is None
+    assert out.heads["barrier"].shape == (B, A, 3)
+    assert out.attention is None and out.lead_lag is None
     for tensor in (out.embedding, out.position, *out.heads.values()):
         assert torch.isfinite(tensor).all()
 
@@ -45,6 +45,10 @@ def test_non_default_options_honour_the_contract(family: str, arch: dict) -> Non
     assert out.embedding.shape == (B, A, model.embedding_dim)
     assert out.position.shape == (B, A) and out.position.abs().max() <= 1.0
     assert out.heads["regime"].shape == (B, 3)
+    assert out.heads["direction"].shape == out.heads["barrier"].shape == (B, A, 3)
+    assert out.attention is None and out.lead_lag is None
+    for tensor in (out.embedding, out.position, *out.heads.values()):
+        assert torch.isfinite(tensor).all()
 
 
 @pytest.mark.parametrize("family", MIXING)
@@ -73,7 +77,7 @@ def test_unknown_architecture_argument_is_named() -> None:
 
 
 def test_unknown_family_lists_the_valid_ones() -> None:
-    with pytest.raises(BadInput, match="unknown model family 'lstm'.*transformer, gnn, multitask, hybrid, cnn_lstm"):
+    with pytest.raises(ValueError, match="unknown model family 'lstm'.*transformer, gnn, multitask, hybrid, cnn_lstm"):
         models.build("lstm", n_assets=3, n_features=2, lookback=8)
 
 
@@ -87,10 +91,20 @@ def test_unknown_family_lists_the_valid_ones() -> None:
         ("multitask", {"moe_experts": 1.5}, "moe_experts"),
         ("hybrid", {"positional": "rotary"}, "positional"),
         ("cnn_lstm", {"revin": "yes"}, "revin"),
+        ("transformer", {"ffn": "relu"}, "ffn"),
+        ("gnn", {"ffn": "mlp"}, "ffn"),
+        ("hybrid", {"ffn": "KAN"}, "ffn"),
+        ("multitask", {"ffn": None}, "ffn"),
+        ("transformer", {"lead_lag": -1}, "lead_lag"),
+        ("transformer", {"lead_lag": 8}, "lead_lag"),  # lookback is 8
+        ("transformer", {"groups": (0, 1)}, "groups"),  # 3 assets
+        ("transformer", {"groups": (0, -1, 1)}, "groups"),
+        ("transformer", {"groups": "abc"}, "groups"),
+        ("transformer", {"groups": (0, 1, 1), "cross_layers": 0}, "groups"),
     ],
 )
 def test_bad_architecture_value_is_named(family: str, arch: dict, named: str) -> None:
-    with pytest.raises(BadInput, match=f"'{named}'"):
+    with pytest.raises(ValueError, match=f"'{named}'"):
         models.build(family, n_assets=3, n_features=2, lookback=8, **arch)
 
 

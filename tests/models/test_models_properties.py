@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_cases import MIXING, OPTION_CASES, A, build_small, random_inputs, random_labels
+from model_cases import ALL_TERMS, CASE_IDS, CASES, MIXING, A, build_small, random_inputs, random_labels
 
-from quantray import models
 from quantray.models.blocks import Output
 from quantray.models.gnn import correlation_graph
-from quantray.train.losses import LossWeights, objective
+from quantray.train.losses import objective
 
 PER_ASSET_HEADS = ("direction", "volatility", "volume")
 
@@ -25,23 +24,29 @@ def assert_outputs_close(got: Output, want: Output) -> None:
     assert got.heads.keys() == want.heads.keys()
     for name in got.heads:
         torch.testing.assert_close(got.heads[name], want.heads[name], atol=1e-5, rtol=1e-5)
+    for got_weights, want_weights in ((got.attention, want.attention), (got.lead_lag, want.lead_lag)):
+        assert (got_weights is None) == (want_weights is None)
+        if got_weights is not None:
+            torch.testing.assert_close(got_weights, want_weights, atol=1e-5, rtol=1e-5)
 
 
 def permute_assets(out: Output, perm: torch.Tensor) -> Output:
     heads = {name: value if name == "regime" else value[:, perm] for name, value in out.heads.items()}
     attention = None if out.attention is None else out.attention[:, :, perm][:, :, :, perm]
-    return Output(out.embedding[:, perm], out.position[:, perm], heads, attention)
+    lead_lag = None if out.lead_lag is None else out.lead_lag[:, :, perm][:, :, :, perm]
+    return Output(out.embedding[:, perm], out.position[:, perm], heads, attention, lead_lag)
 
 
-def test_permuting_assets_permutes_the_outputs(family: str) -> None:
-    model = build_small(family).eval()
+def test_permuting_assets_permutes_the_outputs(case: tuple[str, dict]) -> None:
+    family, arch = case
+    model = build_small(family, **arch).eval()
     x, asset_ids, mask = random_inputs(seed=3)
     perm = torch.tensor([3, 0, 4, 2, 1])
     got = run(model, x[:, perm], asset_ids[perm], mask[:, perm])
     want = permute_assets(run(model, x, asset_ids, mask), perm)
     assert_outputs_close(got, want)
-    if family in MIXING:
-        torch.testing.assert_close(got.attention, want.attention, atol=1e-5, rtol=1e-5)
+    if family in MIXING and arch.get("cross_layers", 1):
+        assert got.attention is not None
 
 
 def test_mixing_families_do_mix_assets() -> None:
@@ -58,8 +63,9 @@ def test_mixing_families_do_mix_assets() -> None:
 
 
 @pytest.mark.parametrize("junk", ["random", "nan"])
-def test_masked_asset_does_not_change_the_others(family: str, junk: str) -> None:
-    model = build_small(family).eval()
+def test_masked_asset_does_not_change_the_others(case: tuple[str, dict], junk: str) -> None:
+    family, arch = case
+    model = build_small(family, **arch).eval()
     x, asset_ids, mask = random_inputs(seed=5)
     mask[:, 2] = False
     mask[0, 3] = False
@@ -76,9 +82,10 @@ def test_masked_asset_does_not_change_the_others(family: str, junk: str) -> None
         assert torch.isfinite(out.heads["regime"]).all()
 
 
-def test_regime_pools_over_unmasked_assets_only(family: str) -> None:
+def test_regime_pools_over_unmasked_assets_only(case: tuple[str, dict]) -> None:
     """Dropping the masked assets from the universe altogether gives the same regime logits."""
-    model = build_small(family).eval()
+    family, arch = case
+    model = build_small(family, **arch).eval()
     x, asset_ids, mask = random_inputs(seed=6)
     mask[:] = True
     mask[:, 4] = False
@@ -88,8 +95,9 @@ def test_regime_pools_over_unmasked_assets_only(family: str) -> None:
     torch.testing.assert_close(full.position[:, :4], kept.position, atol=1e-5, rtol=1e-5)
 
 
-def test_a_date_with_every_asset_masked_gives_zeros(family: str) -> None:
-    model = build_small(family).eval()
+def test_a_date_with_every_asset_masked_gives_zeros(case: tuple[str, dict]) -> None:
+    family, arch = case
+    model = build_small(family, **arch).eval()
     x, asset_ids, mask = random_inputs(seed=7)
     mask[1] = False
     out = run(model, x, asset_ids, mask)
@@ -97,14 +105,11 @@ def test_a_date_with_every_asset_masked_gives_zeros(family: str) -> None:
     assert torch.isfinite(out.heads["regime"]).all()
 
 
-CASES = [(family, {}) for family in models.FAMILIES] + OPTION_CASES
-
-
-@pytest.mark.parametrize(("family", "arch"), CASES, ids=[f"{f}-{'-'.join(a) or 'default'}" for f, a in CASES])
+@pytest.mark.parametrize(("family", "arch"), CASES, ids=CASE_IDS)
 def test_gradients_reach_every_parameter(family: str, arch: dict) -> None:
     model = build_small(family, **arch).train()
     x, asset_ids, mask = random_inputs(seed=8)
-    loss, _ = objective(model(x, asset_ids, mask), random_labels(mask), LossWeights(), cost_bps=5.0)
+    loss, _ = objective(model(x, asset_ids, mask), random_labels(mask), ALL_TERMS, cost_bps=5.0)
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, f"{name} got no gradient"

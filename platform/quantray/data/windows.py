@@ -75,6 +75,7 @@ class Windows:
             "label_mask": mask & known,
             "direction": labels.direction[t],
             "regime": labels.regime[t],
+            "barrier": labels.barrier[t],
             "date_idx": t,
         }
         for name in FLOAT_LABELS:

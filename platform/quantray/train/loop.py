@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
 STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
 TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume")
-TENSOR_KEYS_INT = ("asset_ids", "direction", "regime", "date_idx")
+TENSOR_KEYS_INT = ("asset_ids", "direction", "regime", "barrier", "date_idx")
 TENSOR_KEYS_BOOL = ("mask", "label_mask")
 
 
