@@ -25,7 +25,8 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "hybrid": ("quantray.models.hybrid", "HybridModel"),
     "cnn_lstm": ("quantray.models.cnn_lstm", "CnnLstmModel"),
 }
-_SHAPE_ARGS = ("n_assets", "n_features", "lookback")
+_SHAPE_ARGS = ("n_assets", "n_features", "lookback", "return_feature")
+RETURN_FEATURE = "log_return"  # what a family that takes `return_feature` reads from x, by name
 
 
 def family_class(family: str) -> type:
@@ -41,11 +42,18 @@ def defaults(family: str) -> dict[str, Any]:
     return {p.name: p.default for p in parameters if p.name not in _SHAPE_ARGS}
 
 
-def build(family: str, *, n_assets: int, n_features: int, lookback: int, **arch: Any) -> "nn.Module":
+def needs_return_feature(family: str) -> bool:
+    """Whether `family` reads the return feature (`RETURN_FEATURE`) from its input by index."""
+    return "return_feature" in inspect.signature(family_class(family)).parameters
+
+
+def build(family: str, *, n_assets: int, n_features: int, lookback: int, feature_names: tuple[str, ...] = (),
+          **arch: Any) -> "nn.Module":
     """Build a `family` model for windows [B, n_assets, lookback, n_features].
 
     `arch` holds architecture arguments only; an unknown one raises ValueError
-    naming it, and so does a bad value.
+    naming it, and so does a bad value. `feature_names` (the data's feature order) lets a family
+    that reads the return find it by name; without them it is feature 0.
     """
     known = defaults(family)
     for key in arch:
@@ -58,4 +66,9 @@ def build(family: str, *, n_assets: int, n_features: int, lookback: int, **arch:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     shape = {"n_assets": int(n_assets), "n_features": int(n_features), "lookback": int(lookback)}
+    if feature_names and needs_return_feature(family):
+        if RETURN_FEATURE not in feature_names:
+            raise ValueError(f"family {family!r} builds its asset graph from the {RETURN_FEATURE!r} feature, "
+                             f"which the data does not have (features: {', '.join(feature_names)})")
+        shape["return_feature"] = feature_names.index(RETURN_FEATURE)
     return family_class(family)(**shape, **arch)

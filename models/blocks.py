@@ -71,6 +71,16 @@ def check_heads(d_model: int, n_heads: int) -> None:
 # ---------------------------------------------------------------- masking helpers
 
 
+def run_lstm(lstm: nn.LSTM, h: Tensor) -> Tensor:
+    """The LSTM's output sequence. Under CPU autocast it runs in float32: oneDNN has no bf16 LSTM
+    kernel on CPUs without native bf16 ("could not create a primitive descriptor"), and the
+    recurrence is the part of these models that bf16 rounding hurts most anyway."""
+    if h.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return lstm(h.float())[0]
+    return lstm(h)[0]
+
+
 def zero_masked(values: Tensor, mask: Tensor) -> Tensor:
     """Exact zeros where `mask` [B, A] is False; `values` is [B, A] or [B, A, ...]."""
     keep = mask.reshape(mask.shape + (1,) * (values.dim() - mask.dim()))

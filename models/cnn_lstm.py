@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quantray.models.blocks import (
+    run_lstm,
     InputStem,
     Output,
     PositionHead,
@@ -67,6 +68,6 @@ class CnnLstmModel(nn.Module):
         B, A = mask.shape
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
         h = self.convs(h.transpose(1, 2)).transpose(1, 2)
-        h, _ = self.lstm(h)
+        h = run_lstm(self.lstm, h)
         embedding = zero_masked(self.norm(h[:, -1]).unflatten(0, (B, A)), mask)
         return Output(embedding, self.position(embedding, mask), self.heads(embedding, mask))

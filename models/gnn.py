@@ -1,8 +1,8 @@
 """gnn: a temporal transformer per asset, then graph attention (GATv2) over an asset graph.
 
 The graph of each date is built causally from its own window: the trailing correlation of the
-assets' returns over the last `corr_window` steps (all of them when 0). Feature index 0 of x is
-taken to be the return (the data layer's first default feature is `log_return`). Each active
+assets' returns over the last `corr_window` steps (all of them when 0). `return_feature` is the
+index of the return in x's features (`models.build` looks `log_return` up by name). Each active
 asset receives messages from its `top_k` active neighbours with the largest |correlation|; the
 signed correlation is the edge feature. Masked assets have no edges (only the self-loop GATv2
 adds), so they neither send nor receive. The batch is one disjoint graph of B·A nodes whose
@@ -32,9 +32,6 @@ from quantray.models.blocks import (
     feed_forward,
     zero_masked,
 )
-
-RETURN_FEATURE = 0  # index of the return feature in x[..., F]
-
 
 def correlation_graph(returns: Tensor, mask: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
     """returns [B, A, S], mask [B, A] -> (edge_index [2, E] over nodes b·A + a, edge_attr [E, 1]).
@@ -77,6 +74,7 @@ class GraphAttentionModel(nn.Module):
         n_assets: int,
         n_features: int,
         lookback: int,
+        return_feature: int = 0,
         d_model: int = 32,
         n_heads: int = 4,
         temporal_layers: int = 1,
@@ -98,6 +96,9 @@ class GraphAttentionModel(nn.Module):
         check_int("graph_layers", graph_layers, 1)
         check_int("top_k", top_k, 1)
         check_int("corr_window", corr_window, 0)
+        check_arg(0 <= return_feature < n_features, "return_feature", return_feature,
+                  f"must index one of the {n_features} features")
+        self.return_feature = return_feature
         check_arg(corr_window != 1, "corr_window", corr_window, "must be 0 (the whole window) or >= 2")
         check_int("ff_mult", ff_mult, 1)
         check_dropout(dropout)
@@ -125,7 +126,7 @@ class GraphAttentionModel(nn.Module):
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
         B, A = mask.shape
-        returns = zero_masked(x[..., RETURN_FEATURE], mask)  # [B, A, L]
+        returns = zero_masked(x[..., self.return_feature], mask)  # [B, A, L]
         if self.corr_window:
             returns = returns[..., -self.corr_window:]
         edge_index, edge_attr = correlation_graph(returns, mask, self.top_k)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from quantray.models.blocks import (
+    run_lstm,
     TASKS,
     EncoderStack,
     InputStem,
@@ -97,7 +98,7 @@ class HybridModel(nn.Module):
         B, A = mask.shape
         L = x.shape[2]
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
-        h, _ = self.lstm(h)
+        h = run_lstm(self.lstm, h)
         h = self.encoder(self.positional(h))
         h = h + self.attend_to_context(h, asset_ids, B, L)
         embedding = zero_masked(self.norm(self.pool(h)).unflatten(0, (B, A)), mask)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from quantray.models.blocks import (
+    run_lstm,
     TASKS,
     InputStem,
     MixtureOfExperts,
@@ -78,7 +79,7 @@ class MultiTaskModel(nn.Module):
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
         B, A = mask.shape
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
-        h, _ = self.lstm(h)
+        h = run_lstm(self.lstm, h)
         embedding = zero_masked(self.temporal(h).unflatten(0, (B, A)), mask)
         if self.moe is None:
             return Output(embedding, self.position(embedding, mask), self.heads(embedding, mask))

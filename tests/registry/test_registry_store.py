@@ -157,3 +157,19 @@ def test_cli_errors_are_one_line_exit_2(mlflow_server: str, versions: dict, prep
     assert main(["predict", f"models:/{NAME}/1", "--data", f"csv:{csv}", *uri]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"asset '{panel.assets[2]}' is missing" in err
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_the_registered_model_predicts_what_training_measured(mlflow_server: str, versions: dict,
+                                                              prepared: Prepared, version: str) -> None:
+    """One data pipeline: the pyfunc, fed the raw OHLCV rows, returns bit for bit the positions the
+    training side computed on the test block (which its backtest and DSR were judged on)."""
+    from quantray.registry.pyfunc import panel_frame
+
+    pyfunc = store.load(f"models:/{NAME}/{version}", tracking_uri=mlflow_server)
+    rows = pyfunc.predict(panel_frame(prepared.panel))
+    n_dates, n_assets = prepared.panel.n_dates, prepared.panel.n_assets
+    served = rows["position"].to_numpy().reshape(n_dates, n_assets).astype(np.float32)
+    test = prepared.windows("test")
+    measured = versions["ensembles"][version].model.run(test).positions
+    np.testing.assert_array_equal(served[test.dates_idx], measured)

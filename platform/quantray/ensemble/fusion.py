@@ -27,7 +27,7 @@ from quantray.config import FUSION_METHODS
 from quantray.data.windows import Windows
 from quantray.evaluate.metrics import annualized_sharpe, net_returns
 from quantray.train.checkpoint import Member
-from quantray.train.inference import run_model
+from quantray.train.inference import padded_batches, run_model
 from quantray.train.loop import consecutive_batches
 from quantray.train.losses import batch_sharpe, portfolio_returns
 
@@ -213,21 +213,20 @@ def build_head(method: str, dims: Sequence[int], config: FusionConfig) -> nn.Mod
         return HEADS[method](dims, config.hidden, config.dropout)
 
 
-def apply_head(head: nn.Module, members: MemberOutputs, mask: np.ndarray, *,
-               embeddings: bool, batch_size: int = 512) -> FusionOutput:
-    """The head's positions for a block of member outputs (embeddings included), in batches."""
+def apply_head(head: nn.Module, members: MemberOutputs, mask: np.ndarray, *, embeddings: bool) -> FusionOutput:
+    """The head's positions for a block of member outputs (embeddings included), in fixed-shape
+    batches (`padded_batches`: a date's output does not depend on its neighbours)."""
     member_embeddings, member_positions = members.embeddings, members.positions.transpose(1, 2, 0)  # [T, A, M]
     head.eval()
     positions, fused, weights = [], [], []
     with torch.no_grad():
-        for start in range(0, mask.shape[0], batch_size):
-            rows = slice(start, start + batch_size)
+        for rows, n_real in padded_batches(mask.shape[0]):
             pos, hidden, w = head([torch.as_tensor(e[rows]) for e in member_embeddings],
                                   torch.as_tensor(member_positions[rows]), torch.as_tensor(mask[rows]))
-            positions.append(pos.numpy())
-            fused.append(hidden.numpy())
+            positions.append(pos[:n_real].numpy())
+            fused.append(hidden[:n_real].numpy())
             if w is not None:
-                weights.append(w.numpy())
+                weights.append(w[:n_real].numpy())
     n_assets = mask.shape[1]
     return FusionOutput(
         positions=np.concatenate(positions) if positions else np.zeros((0, n_assets), np.float32),

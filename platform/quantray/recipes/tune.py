@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantray import models
 from quantray.config import to_dict
-from quantray.data.pipeline import prepare
+from quantray.data.pipeline import Prepared, prepare
+from quantray.errors import BadInput
 from quantray.tune.results import load_trials
 from quantray.tune.search import connect, experiment_name, scheduler, searcher, trial_resources, with_overrides
 from quantray.tune.space import SearchSpace, load_space
@@ -52,7 +54,7 @@ def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSumm
     space = with_overrides(load_space(space_path), trials=options.trials,
                            workers_per_trial=options.workers_per_trial, gpus_per_trial=options.gpus_per_trial)
     data_config = dataclasses.replace(space.data, source=options.data) if options.data else space.data
-    prepare(data_config)  # validates the source and the history length before any trial starts
+    check_features(space, prepare(data_config))  # the source, its history and features, before any trial
     storage = (options.storage or tune_storage()).resolve()  # Ray reads a relative path as a URI
     experiment = experiment_name(space, storage, name=options.experiment, resume=options.resume)
     print(f"experiment {experiment}: {space.budget.trials} trials, {space.budget.concurrency} at a time, "
@@ -63,6 +65,14 @@ def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSumm
     tuner = _tuner(space, options, storage, experiment)
     tuner.fit()
     return _summary(experiment, storage, time.monotonic() - started)
+
+
+def check_features(space: SearchSpace, prepared: Prepared) -> None:
+    """A family that reads the return needs `log_return` among the data's features."""
+    for family in space.families:
+        if models.needs_return_feature(family) and models.RETURN_FEATURE not in prepared.feature_names:
+            raise BadInput(f"{space.path}: key 'data.features.names': the {family} family builds its asset graph "
+                           f"from '{models.RETURN_FEATURE}', which these features lack")
 
 
 def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str):  # -> ray.tune.Tuner

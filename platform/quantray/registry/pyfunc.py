@@ -21,10 +21,12 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from quantray.data.panel import Panel, panel_from_long_frame
+from quantray.ensemble.artifact import Prediction, load_ensemble
+
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
-
 
 ENSEMBLE_ARTIFACT = "ensemble"
 INPUT_COLUMNS: tuple[tuple[str, str, bool], ...] = (  # name, MLflow type, required

@@ -49,6 +49,7 @@ def build_model(config: TrainConfig, pipeline: DataPipeline) -> "torch.nn.Module
         n_assets=pipeline.n_assets,
         n_features=pipeline.n_features,
         lookback=pipeline.lookback,
+        feature_names=pipeline.feature_names,
         **config.model.arch,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -11,6 +11,20 @@ if TYPE_CHECKING:
     import torch
 
     from quantray.data.windows import Windows
+
+
+# Every inference batch has this many rows (the last one padded by repeating its last row). CPU
+# kernels pick their blocking by batch size, so a date's output would otherwise depend on which
+# other dates share its batch: a fixed shape makes it the same bit for bit wherever the date falls
+# (training-side evaluation, backtest, the pyfunc, the server).
+INFERENCE_BATCH = 64
+
+
+def padded_batches(n_rows: int, size: int = INFERENCE_BATCH) -> Iterator[tuple[np.ndarray, int]]:
+    """(row indices, all `size` long, and how many of them are real) covering 0..n_rows-1 in order."""
+    for start in range(0, n_rows, size):
+        rows = np.arange(start, min(start + size, n_rows))
+        yield np.concatenate([rows, np.full(size - len(rows), rows[-1])]), len(rows)
 
 
 @dataclass
@@ -24,7 +38,6 @@ def run_model(
     model: "torch.nn.Module",
     windows: "Windows",
     *,
-    batch_size: int = 256,
     embeddings: bool = False,
     attention: bool = False,
     device: str = "cpu",
@@ -35,21 +48,21 @@ def run_model(
     model.eval()
     positions, embeds, attn_sum, attn_n = [], [], None, 0
     with torch.no_grad():
-        for start in range(0, len(windows), batch_size):
-            batch = windows.batch(np.arange(start, min(start + batch_size, len(windows))))
+        for rows, n_real in padded_batches(len(windows)):
+            batch = windows.batch(rows)
             out = model(
                 torch.as_tensor(batch["x"], device=device),
                 torch.as_tensor(batch["asset_ids"], device=device),
                 torch.as_tensor(batch["mask"], device=device),
                 return_attention=attention,
             )
-            positions.append(out.position.float().cpu().numpy())
+            positions.append(out.position[:n_real].float().cpu().numpy())
             if embeddings:
-                embeds.append(out.embedding.float().cpu().numpy())
+                embeds.append(out.embedding[:n_real].float().cpu().numpy())
             if attention and out.attention is not None:
-                weights = out.attention.float().mean(dim=1).sum(dim=0).cpu().numpy()
+                weights = out.attention[:n_real].float().mean(dim=1).sum(dim=0).cpu().numpy()
                 attn_sum = weights if attn_sum is None else attn_sum + weights
-                attn_n += out.attention.shape[0]
+                attn_n += n_real
     n_assets = windows.n_assets
     return Inference(
         positions=np.concatenate(positions) if positions else np.zeros((0, n_assets), np.float32),

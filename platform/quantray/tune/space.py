@@ -228,7 +228,10 @@ def _validate(space: SearchSpace) -> None:
                 params["model.family"] = family
             config = space.resolve(params)
             try:
-                models.build(family, n_assets=2, n_features=3, lookback=config.data.lookback, **config.model.arch)
+                # a group map names one group per asset: build for as many assets as it has
+                n_assets = len(config.model.arch.get("groups") or ()) or 2
+                models.build(family, n_assets=n_assets, n_features=3, lookback=config.data.lookback,
+                             **config.model.arch)
             except (TypeError, ValueError) as exc:
                 raise BadInput(f"{space.path}: key 'model.arch' ({family}): {exc}") from None
             _check_training(config, where)
