@@ -78,6 +78,7 @@ class DataConfig:
     cost_bps: float = 5.0  # transaction cost per unit of turnover, in basis points
     features: FeatureConfig = field(default_factory=FeatureConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
+    fold: int = 0  # the walk-forward fold (of splits.folds) a run trains and validates on; 0 = the latest
 
 
 def resolve(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, key: str = "") -> T:

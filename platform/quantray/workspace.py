@@ -5,6 +5,7 @@ command runs in):
 
     tune/          search results and checkpoints (QUANTRAY_STORAGE overrides)
     ensembles/     fused ensembles with their metrics and reports
+    walkforward/   walk-forward records: stitched returns, per-fold tables, reports
     reports/       backtest reports of registered models
     cache/         downloaded market data (QUANTRAY_CACHE overrides)
     mlflow.db      the default MLflow store (MLFLOW_TRACKING_URI or --tracking-uri override)
@@ -44,6 +45,10 @@ def tune_storage() -> Path:
 
 def ensembles_dir() -> Path:
     return ROOT / "ensembles"
+
+
+def walkforward_dir() -> Path:
+    return ROOT / "walkforward"
 
 
 def reports_dir() -> Path:

@@ -36,23 +36,22 @@ def test_no_label_window_reaches_a_later_block_and_the_embargo_holds(
         # purge: label windows (t, t+h] stay inside their own block
         assert s.train.max() + horizon < val_begin
         assert s.val.max() + horizon < test_begin
-        # ... and no more is purged than that
-        assert s.train.max() + horizon == val_begin - 1 and s.val.max() + horizon == test_begin - 1
-        # embargo: nothing within `embargo` dates after the validation block
-        assert s.test.min() == test_begin + embargo
-        assert s.val.min() == val_begin and s.test.max() == test_end - 1
-    # fold 0 holds the final test block; later folds walk back in time
+        # ... and no more is purged than that; the embargo keeps validation `embargo` more dates away
+        assert s.train.max() + horizon == val_begin - 1 and s.val.max() + horizon + embargo == test_begin - 1
+        # the test block is whole
+        assert s.val.min() == val_begin and s.test.min() == test_begin and s.test.max() == test_end - 1
+    # fold 0 holds the final test block; later folds walk back in time, their test blocks tiling
     assert splits[0].test.max() == n_dates - 1 - horizon
     for a, b in zip(splits, splits[1:]):
-        assert b.blocks[2][1] == a.blocks[2][0]
+        assert b.blocks[2][1] == a.blocks[2][0] and b.test.max() + 1 == a.test.min()
 
 
 def test_default_single_split_fractions():
     (split,) = split_dates(1000, 64, 5, SplitConfig())
     n = 1000 - 5 - 63
     assert split.train[0] == 63
-    assert len(split.val) == round(0.15 * n) - 5
-    assert len(split.test) == round(0.15 * n) - 5
+    assert len(split.val) == round(0.15 * n) - 5 - 5  # purge (horizon 5) and embargo (5) before the test block
+    assert len(split.test) == round(0.15 * n)
 
 
 @pytest.mark.parametrize("cfg, match", [

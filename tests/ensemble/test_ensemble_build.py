@@ -64,7 +64,8 @@ def test_ensemble_of_a_search_is_backtested_saved_and_registered(search: Path, t
     ranked = sorted((r for r in trials.records if r.checkpoint), key=lambda r: -r.val_sharpe)
     assert result.members[0] == ranked[0].trial_id and 1 <= len(result.members) <= 2
     assert result.model_uri == "models:/tiny/1"
-    assert set(result.baselines) == {"best_member", "equal_weight", "time_series_momentum", "oracle"}
+    assert set(result.baselines) == {"best_member", "ridge", "equal_weight", "volatility_targeted",
+                                     "time_series_momentum", "oracle"}
     if result.baselines["oracle"] > 0:
         assert result.oracle_ratio == pytest.approx(result.test_sharpe / result.baselines["oracle"])
     else:  # a ratio to an oracle that lost money would be meaningless

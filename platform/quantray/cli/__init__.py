@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantray.cli.data",
     "quantray.cli.tune",
     "quantray.cli.ensemble",
+    "quantray.cli.walkforward",
     "quantray.cli.backtest",
     "quantray.cli.registry",
     "quantray.jobs.commands",

@@ -210,6 +210,9 @@ class Prepared:
 
 def prepare(cfg: DataConfig = DataConfig()) -> Prepared:
     """Load `cfg.source` and build everything training needs (validated: exits 2 on bad data)."""
+    if not 0 <= cfg.fold < cfg.splits.folds:
+        raise BadInput(f"data.fold: must be in [0, {cfg.splits.folds}) for splits.folds {cfg.splits.folds}, "
+                       f"got {cfg.fold}")
     panel = load_panel(cfg.source)
     check_history(panel, cfg.lookback)
     raw = build_features(panel, cfg.features)

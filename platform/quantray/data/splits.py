@@ -7,8 +7,10 @@ with an expanding training block from the first usable date.
 
 - purge: a sample whose label window (t, t+h] reaches into a later block of its fold is dropped
   (training dates before validation, validation dates before test);
-- embargo: the first `embargo` dates after each validation/test block are dropped from whatever
-  block follows it.
+- embargo: the last `embargo` dates before a test block are dropped from the validation block too,
+  so what is chosen on validation sits at least horizon + embargo dates before the first test date.
+  The test block itself is whole, so the test blocks of successive folds tile the end of the
+  history with no gap and no overlap (the walk-forward's stitched record).
 """
 
 from __future__ import annotations
@@ -63,10 +65,9 @@ def split_dates(n_dates: int, lookback: int, horizon: int, cfg: SplitConfig = Sp
 def _purge_and_embargo(blocks: list[tuple[str, int, int]], horizon: int, embargo: int) -> dict[str, np.ndarray]:
     parts = {}
     for i, (name, begin, end) in enumerate(blocks):
-        if i > 0 and blocks[i - 1][0] in ("val", "test"):
-            begin += embargo  # embargo after a validation/test block
         if i + 1 < len(blocks):
-            end = min(end, blocks[i + 1][1] - horizon)  # purge: t + h must stay before the next block
+            gap = horizon + (embargo if blocks[i + 1][0] == "test" else 0)
+            end = min(end, blocks[i + 1][1] - gap)  # purge (t + h before the next block), embargo before test
         parts[name] = np.arange(begin, max(begin, end), dtype=np.int64)
     return parts
 

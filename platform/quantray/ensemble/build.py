@@ -29,7 +29,14 @@ from quantray.ensemble.artifact import Ensemble, save_ensemble
 from quantray.ensemble.fusion import FusionConfig, block_labels, fit_fusion
 from quantray.ensemble.select import load_val_returns, select_members, usable
 from quantray.errors import BadInput
-from quantray.evaluate.backtest import BacktestResult, equal_weight, run_backtest, time_series_momentum
+from quantray.evaluate.backtest import (
+    BacktestResult,
+    equal_weight,
+    ridge_positions,
+    run_backtest,
+    scaled_momentum,
+    volatility_targeted,
+)
 from quantray.evaluate.metrics import net_returns, annualized_sharpe
 from quantray.evaluate.overfitting import (
     deflated_sharpe_ratio,
@@ -64,31 +71,40 @@ def choose_members(records: Sequence[TrialRecord], top_k: int, max_corr: float, 
 
 
 def fit_ensemble(members: Sequence[Member], member_ids: tuple[str, ...], prepared: Prepared, method: str,
-                 fusion: FusionConfig) -> Ensemble:
-    """Fit the fusion on the validation block and measure it there (in-sample for the fusion)."""
-
+                 fusion: FusionConfig, fold: int = 0) -> Ensemble:
+    """Fit the fusion on fold `fold`'s validation block and measure it there (in-sample for the fusion)."""
     cost = prepared.config.cost_bps
-    val = prepared.windows("val")
+    val = prepared.windows("val", fold)
     model = fit_fusion(members, val, method, cost_bps=cost, config=fusion)
     labels = block_labels(val)
     return Ensemble(
         model=model,
-        pipeline=prepared.pipeline(),
+        pipeline=prepared.pipeline(fold),
         member_ids=member_ids,
         val_sharpe=annualized_sharpe(net_returns(model.run(val).positions, labels["next_return"], labels["mask"], cost)),
     )
 
 
-def backtest_on_test(ensemble: Ensemble, prepared: Prepared) -> tuple[BacktestResult, np.ndarray | None]:
-    """The ensemble and its best member on the test block against the baselines, and the best
-    member's mean cross-asset attention there (None for families without it)."""
-    test = prepared.windows("test")
+def backtest_on_test(ensemble: Ensemble, prepared: Prepared, fold: int = 0
+                     ) -> tuple[BacktestResult, np.ndarray | None]:
+    """The ensemble and its best member on fold `fold`'s test block against the baselines, and the
+    best member's mean cross-asset attention there (None for families without it)."""
+    test = prepared.windows("test", fold)
     best_member = run_model(ensemble.model.members[0].model, test, attention=True)
     result = backtest_block(
-        {MAIN: ensemble.model.run(test).positions, "best_member": best_member.positions},
+        {MAIN: ensemble.model.run(test).positions, "best_member": best_member.positions,
+         "ridge": ridge_baseline(prepared, fold, test.dates_idx)},
         test, prepared.labels.next_return, prepared.panel, cost_bps=ensemble.pipeline.config.cost_bps,
     )
     return result, best_member.attention
+
+
+def ridge_baseline(prepared: Prepared, fold: int, dates_idx: np.ndarray) -> np.ndarray:
+    """A ridge regression of the next return on the same (scaled) features, fit on the fold's
+    training dates: is the deep model worth it?"""
+    features = prepared.fold_features(fold)
+    return ridge_positions(features.values, features.valid, prepared.labels.next_return,
+                           prepared.splits[fold].train, dates_idx)
 
 
 def save_ensemble_outputs(out: Path, ensemble: Ensemble, result: BacktestResult, metrics: dict[str, float]) -> None:
@@ -115,13 +131,15 @@ def check_pipelines(members: Sequence[Member], pipeline: DataPipeline) -> None:
 def backtest_block(strategies: dict[str, np.ndarray], windows: Windows, next_return: np.ndarray,
                    panel: Panel, *, cost_bps: float) -> BacktestResult:
     """Backtest `strategies` (positions [n, A] on `windows`' dates; the first is the main one)
-    with the baselines: equal weight, time-series momentum and, on synthetic data, the oracle."""
-
+    with the baselines, on the same dates and costs: equal-weight buy & hold, buy & hold scaled to
+    a target volatility, time-series momentum (Moskowitz, Ooi & Pedersen 2012) and, on synthetic
+    data, the oracle."""
     labels = block_labels(windows)
     dates_idx = windows.dates_idx
     everything = dict(strategies)
     everything["equal_weight"] = equal_weight(labels["mask"])
-    everything["time_series_momentum"] = time_series_momentum(next_return, dates_idx)
+    everything["volatility_targeted"] = volatility_targeted(labels["mask"], next_return, dates_idx)
+    everything["time_series_momentum"] = scaled_momentum(next_return, dates_idx)
     if panel.oracle is not None:
         everything["oracle"] = panel.oracle.positions[dates_idx]
     return run_backtest(everything, labels["next_return"], labels["mask"], cost_bps=cost_bps,

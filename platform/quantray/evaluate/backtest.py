@@ -158,3 +158,85 @@ def time_series_momentum(next_return: np.ndarray, dates_idx: np.ndarray, lookbac
     cumulative = np.concatenate([np.zeros((1, r.shape[1])), np.cumsum(growth, axis=0)])  # row t: sum of rows < t
     trailing = cumulative[idx] - cumulative[np.maximum(idx - lookback, 0)]
     return np.sign(trailing)
+
+
+def trailing_volatility(next_return: np.ndarray, dates_idx: np.ndarray, span: int = 60) -> np.ndarray:
+    """Annualized EWMA volatility `[T, A]` of each asset's daily returns known at the close of each
+    date in `dates_idx` (rows < t of `next_return`, as `time_series_momentum` reads them).
+
+    NaN until an asset has `span` // 2 returns: a volatility estimate needs some history.
+    """
+    r = np.nan_to_num(np.asarray(next_return, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    known = np.isfinite(np.asarray(next_return, dtype=np.float64))
+    alpha = 2.0 / (span + 1.0)
+    variance = np.zeros(r.shape[1])
+    weight = np.zeros(r.shape[1])  # debiasing: the EWMA of a constant 1 over the same rows
+    count = np.zeros(r.shape[1])
+    before = np.empty_like(r)  # row t: the estimate from rows < t
+    for t in range(r.shape[0]):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            before[t] = np.where(count >= span // 2, np.sqrt(variance / weight * PERIODS_PER_YEAR), np.nan)
+        update = known[t]
+        variance = np.where(update, (1 - alpha) * variance + alpha * r[t] ** 2, variance)
+        weight = np.where(update, (1 - alpha) * weight + alpha, weight)
+        count = count + update
+    return before[np.asarray(dates_idx, dtype=np.int64)]
+
+
+def volatility_scaled(positions: np.ndarray, next_return: np.ndarray, dates_idx: np.ndarray, *,
+                      target: float = 0.10, span: int = 60, cap: float = 1.0) -> np.ndarray:
+    """`positions [T, A]` scaled per asset to an annualized volatility of `target`, at most `cap`
+    (0 while an asset's volatility is not yet estimated)."""
+    vol = trailing_volatility(next_return, dates_idx, span)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(np.isfinite(vol) & (vol > 0), np.minimum(cap, target / vol), 0.0)
+    return np.asarray(positions, dtype=np.float64) * scale
+
+
+def volatility_targeted(mask: np.ndarray, next_return: np.ndarray, dates_idx: np.ndarray, **scaling: float
+                        ) -> np.ndarray:
+    """Buy and hold every active asset, each scaled to the target volatility (`volatility_scaled`)."""
+    return volatility_scaled(equal_weight(mask), next_return, dates_idx, **scaling)
+
+
+def scaled_momentum(next_return: np.ndarray, dates_idx: np.ndarray, lookback: int = 252, **scaling: float
+                    ) -> np.ndarray:
+    """Time-series momentum as in Moskowitz, Ooi & Pedersen (2012): the sign of each asset's
+    trailing 12-month return, scaled to a target volatility."""
+    return volatility_scaled(time_series_momentum(next_return, dates_idx, lookback), next_return, dates_idx,
+                             **scaling)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge regression of `y [n]` on standardized `x [n, F]`: (mean, scale, coefficients with the
+    intercept last). The "is deep learning worth it" baseline: linear, on the same features."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
+    penalty = alpha * np.eye(z.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    return mean, scale, np.linalg.solve(z.T @ z + penalty, z.T @ y)
+
+
+def ridge_positions(features: np.ndarray, valid: np.ndarray, target: np.ndarray, train_idx: np.ndarray,
+                    dates_idx: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Positions `[T, A]` on `dates_idx` from a ridge regression of `target [T_full, A]` (e.g. the
+    forward return) on the date's features `[T_full, A, F]`, fit on the valid rows of `train_idx`
+    only. A prediction becomes a position by dividing by the predictions' standard deviation on the
+    training rows and squashing with tanh, so positions are in (-1, 1)."""
+    rows = np.asarray(train_idx, dtype=np.int64)
+    keep = valid[rows] & np.isfinite(target[rows])
+    x_train, y_train = features[rows][keep].astype(np.float64), target[rows][keep].astype(np.float64)
+    if len(y_train) < features.shape[-1] + 2:
+        return np.zeros((len(dates_idx), features.shape[1]))
+    mean, scale, coef = fit_ridge(x_train, y_train, alpha)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / scale) @ coef[:-1] + coef[-1]
+
+    spread = predict(x_train).std()
+    if not spread > 0:
+        return np.zeros((len(dates_idx), features.shape[1]))
+    idx = np.asarray(dates_idx, dtype=np.int64)
+    positions = np.tanh(predict(features[idx].astype(np.float64)) / spread)
+    return np.where(valid[idx], positions, 0.0)

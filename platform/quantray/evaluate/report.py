@@ -247,3 +247,71 @@ _CSS = (
     "th:first-child,td:first-child{text-align:left}"
     "figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:0.9em}"
 )
+
+
+# ---------------------------------------------------------------- walk-forward
+
+
+def write_walkforward_report(
+    result: BacktestResult,
+    out_dir: Path,
+    *,
+    title: str,
+    fold_rows: Sequence[Mapping[str, float | int | str]],
+    fold_starts: Sequence[np.datetime64],
+    search_histories: Mapping[str, Sequence[float]],
+    extra_metrics: Mapping[str, float | int | str] | None = None,
+) -> Path:
+    """The walk-forward page: the stitched record against the baselines with the folds' test
+    boundaries marked, per-fold Sharpe bars and table, drawdown, rolling Sharpe, each search's
+    history. `fold_rows`: per fold `fold`, `start`, `end`, `n_dates` and each strategy's Sharpe."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def marked(plot: Callable[[BacktestResult], Figure]) -> Figure:
+        fig = plot(result)
+        for start in fold_starts:
+            fig.axes[0].axvline(start, color="grey", linestyle="--", linewidth=0.8, zorder=0)
+        return fig
+
+    figures: list[tuple[str, str, Callable[[], Figure]]] = [
+        ("equity.png", "Stitched out-of-sample equity (net of costs); dashed lines: fold boundaries",
+         lambda: marked(_plot_equity)),
+        ("fold_sharpe.png", "Net Sharpe per fold's test block", lambda: _plot_fold_bars(result, fold_rows)),
+        ("drawdown.png", "Drawdown from the running peak", lambda: marked(_plot_drawdown)),
+        ("rolling_sharpe.png", f"Rolling {ROLLING_WINDOW}-day Sharpe (annualized)", lambda: marked(_plot_rolling_sharpe)),
+    ]
+    for label, history in search_histories.items():
+        if len(history):
+            name = f"trials_{label.replace(' ', '')}.png"
+            figures.append((name, f"Search of {label}: validation Sharpe per trial",
+                            lambda history=history: _plot_trials(history)))
+    sections = []
+    for filename, caption, plot in figures:
+        png = _png_bytes(plot())
+        write_bytes(out_dir / filename, png)
+        sections.append(_figure_html(filename, caption, png))
+    names = list(result.strategies)
+    table = _table(["fold", "test dates", "n", *names],
+                   [[str(r["fold"]), f"{r['start']} .. {r['end']}", str(r["n_dates"]), *(_fmt(r[n]) for n in names)]
+                    for r in fold_rows])
+    page = _page_html(title, result, extra_metrics or {}, ["<h2>Folds</h2>", table, *sections])
+    path = out_dir / REPORT_NAME
+    write_bytes(path, page.encode("utf-8"))
+    return path
+
+
+def _plot_fold_bars(result: BacktestResult, fold_rows: Sequence[Mapping[str, float | int | str]]) -> Figure:
+    fig, ax = _new_figure()
+    names = list(result.strategies)
+    width = 0.8 / len(names)
+    folds = np.arange(len(fold_rows))
+    for i, name in enumerate(names):
+        ax.bar(folds + i * width, [float(r[name]) for r in fold_rows], width, label=name,
+               edgecolor="black" if name == result.main else None)
+    ax.set_xticks(folds + 0.4 - width / 2, [f"fold {r['fold']}" for r in fold_rows])
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_ylabel("net Sharpe")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="best", fontsize=7)
+    return fig

@@ -89,11 +89,11 @@ def build_ensemble(experiment: str, options: EnsembleOptions = EnsembleOptions()
     selected, returns = choose_members(trials.records, options.top_k, options.max_corr,
                                        where=f"experiment '{experiment}' ({trials.n_tried} tried, under {storage})")
     members = [load_checkpoint(r.checkpoint) for r in selected]
-    prepared = prepare(members[0].config.data)
-    check_pipelines(members, prepared.pipeline())
+    prepared, fold = prepare(members[0].config.data), members[0].config.data.fold
+    check_pipelines(members, prepared.pipeline(fold))
 
-    ensemble = fit_ensemble(members, tuple(r.trial_id for r in selected), prepared, options.method, fusion)
-    result, attention = backtest_on_test(ensemble, prepared)  # the only look at the test block
+    ensemble = fit_ensemble(members, tuple(r.trial_id for r in selected), prepared, options.method, fusion, fold)
+    result, attention = backtest_on_test(ensemble, prepared, fold)  # the only look at the test block
     metrics = summary_metrics(result, validation_matrix(returns, len(members[0].val_returns)), trials.n_tried)
     metrics.update(val_sharpe=ensemble.val_sharpe, n_members=float(len(members)), top_k=float(options.top_k))
 

@@ -68,3 +68,26 @@ class BacktestOptions:
 @dataclass(frozen=True)
 class QuickstartOptions:
     space: Path | None = option(None, f"search space (default: search_spaces/{QUICKSTART_SPACE})")
+
+
+@dataclass(frozen=True)
+class WalkForwardOptions:
+    """`quantray walkforward`: the space's `walkforward:` section, overridden here."""
+
+    data: str | None = option(None, "data source overriding the space's", metavar="SOURCE")
+    folds: int | None = option(None, "walk-forward folds (default: the space's walkforward.folds, else 4)")
+    mode: str | None = option(None, "search: a fresh search per fold (the reference); refit: search on the first "
+                                    "fold, then refit its best configurations on each later fold (default: the "
+                                    "space's, else refit)", choices=("search", "refit"))
+    trials: int | None = option(None, "trials per search (default: the space's budget)")
+    seed: int | None = option(None, "search seed (default: the space's)")
+    method: str = option("concat", "fusion method per fold", choices=FUSION_METHODS)
+    experiment: str | None = option(None, "experiment name (default: the space name, walkforward and a timestamp)")
+    address: str | None = option(None, "Ray cluster address to join (default: start a local Ray)")
+    tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
+                                            "store under ./.quantray/)")
+    storage: Path | None = option(None, "where trials and checkpoints go (default: QUANTRAY_STORAGE or "
+                                        "./.quantray/tune)")
+    out: Path | None = option(None, "output folder (default ./.quantray/walkforward/EXPERIMENT/)")
+    no_register: bool = option(False, "do not register the last fold's ensemble in MLflow (by default it is, "
+                                      "with the stitched record's DSR and PBO for `quantray promote` to judge)")

@@ -57,12 +57,20 @@ def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSumm
     check_features(space, prepare(data_config))  # the source, its history and features, before any trial
     storage = (options.storage or tune_storage()).resolve()  # Ray reads a relative path as a URI
     experiment = experiment_name(space, storage, name=options.experiment, resume=options.resume)
+    return run_search(space, options, storage, experiment)
+
+
+def run_search(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str, *,
+               mlflow_experiment: str | None = None, parent_run_id: str | None = None) -> TuneSummary:
+    """Run the search of a validated `space` as Tune experiment `experiment` under `storage`.
+
+    Trials are logged to MLflow experiment `mlflow_experiment` (default: `experiment`), nested
+    under `parent_run_id` when given (a walk-forward fold)."""
     print(f"experiment {experiment}: {space.budget.trials} trials, {space.budget.concurrency} at a time, "
           f"results under {storage / experiment}", flush=True)
-
     started = time.monotonic()
     connect(options.address, dashboard=space.resources.workers > 1)
-    tuner = _tuner(space, options, storage, experiment)
+    tuner = _tuner(space, options, storage, experiment, mlflow_experiment or experiment, parent_run_id)
     tuner.fit()
     return _summary(experiment, storage, time.monotonic() - started)
 
@@ -75,7 +83,8 @@ def check_features(space: SearchSpace, prepared: Prepared) -> None:
                            f"from '{models.RETURN_FEATURE}', which these features lack")
 
 
-def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str):  # -> ray.tune.Tuner
+def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str,  # -> ray.tune.Tuner
+           mlflow_experiment: str, parent_run_id: str | None):
     from ray import tune  # lazy: ray is heavy
 
     from quantray.registry.tracking import MlflowTrialLogger  # lazy: imports ray.tune and MLflow
@@ -87,8 +96,9 @@ def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: 
     trainable = tune.with_parameters(trial_main, space=space, data_source=options.data, storage=str(storage))
     trainable = tune.with_resources(trainable, trial_resources(space))
     logger = MlflowTrialLogger(
-        tracking_uri=tracking_uri(options.tracking_uri), experiment=experiment, space_path=space.path,
+        tracking_uri=tracking_uri(options.tracking_uri), experiment=mlflow_experiment, space_path=space.path,
         resolve_config=lambda params: to_dict(space.resolve(params, data_source=options.data)),
+        parent_run_id=parent_run_id,
     )
     run_config = tune.RunConfig(
         name=experiment,

@@ -86,6 +86,7 @@ def register_ensemble(
     tracking_uri: str | None,
     experiment: str = "quantray",
     run_name: str = "ensemble",
+    parent_run_id: str | None = None,
 ) -> "ModelVersion":
     """Log a run with `metrics`, `config` (as flattened params) and the report, log the ensemble
     at `ensemble_dir` as a pyfunc model and register it as a new version of `name`.
@@ -99,7 +100,8 @@ def register_ensemble(
     client = client_for(tracking_uri)
     with using_tracking_uri(client.tracking_uri):
         with mlflow.start_run(experiment_id=experiment_id(client, experiment), run_name=run_name,
-                              tags={"quantray.kind": "ensemble"}):
+                              tags={"quantray.kind": "ensemble",
+                                    **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}):
             mlflow.log_params(flatten(config))
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _is_number(v)})
             if report_dir is not None and Path(report_dir).is_dir():

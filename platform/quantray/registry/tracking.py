@@ -14,6 +14,7 @@ from ray.tune import Callback
 
 from quantray.registry.store import experiment_id
 
+PARENT_TAG = "mlflow.parentRunId"  # how MLflow nests runs
 LOGGED_METRICS = ("train_loss", "val_loss", "val_sharpe", "val_ic", "val_hit_rate", "val_turnover",
                   "best_val_sharpe")
 
@@ -22,8 +23,9 @@ class MlflowTrialLogger(Callback):
     """`resolve_config(params)` gives a trial's resolved config as a JSON-ready dict."""
 
     def __init__(self, *, tracking_uri: str, experiment: str, space_path: Path,
-                 resolve_config: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+                 resolve_config: Callable[[dict[str, Any]], dict[str, Any]], parent_run_id: str | None = None) -> None:
         self._uri = tracking_uri
+        self._parent_run_id = parent_run_id  # nests the trial runs (a walk-forward fold's run)
         self._experiment = experiment
         self._space_path = space_path
         self._resolve_config = resolve_config
@@ -44,7 +46,8 @@ class MlflowTrialLogger(Callback):
             return
         run = self._client.create_run(self._experiment_id, run_name=f"{self._experiment}-{trial.trial_id}",
                                       tags={"trial_id": trial.trial_id, "quantray.kind": "trial",
-                                            "quantray.space": str(self._space_path)})
+                                            "quantray.space": str(self._space_path),
+                                            **({PARENT_TAG: self._parent_run_id} if self._parent_run_id else {})})
         run_id = run.info.run_id
         self._runs[trial.trial_id] = run_id
         from mlflow.entities import Param

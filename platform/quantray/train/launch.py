@@ -54,7 +54,7 @@ def run_torch_trainer(config: TrainConfig, *, name: str, storage: str, in_tune: 
                                                resources_per_worker=resources),
         # The dates to shard, materialized here before the workers hold their CPUs: a streaming
         # dataset's tasks would wait for a CPU that DDP workers never release (a 2-CPU hang).
-        datasets={"train": ray_dataset(data.windows("train")).materialize()},
+        datasets={"train": ray_dataset(data.windows("train", config.data.fold)).materialize()},
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage,
@@ -71,7 +71,7 @@ def train_worker(config_dict: dict[str, Any]) -> None:
 
     config = resolve(TrainConfig, config_dict, where="train_loop_config")
     data = prepare(config.data)
-    fit(config, data, WorkerSession(config, data.windows("train")))
+    fit(config, data, WorkerSession(config, data.windows("train", config.data.fold)))
 
 
 class WorkerSession:

@@ -68,11 +68,12 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
     from quantray.train.losses import objective  # lazy: the loss imports torch
 
     torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
-    pipeline = data.pipeline()  # saved with every checkpoint: the only way to its inputs later
+    fold = config.data.fold
+    pipeline = data.pipeline(fold)  # saved with every checkpoint: the only way to its inputs later
     model = build_model(config, pipeline).to(session.device)
     model = session.prepare_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    val_windows = data.windows("val")
+    val_windows = data.windows("val", fold)
 
     with tempfile.TemporaryDirectory(prefix="quantray-best-") as scratch:
         best_dir = Path(scratch) / BEST_DIR
@@ -185,7 +186,7 @@ class InProcessSession:
     def __init__(self, data: Prepared, config: TrainConfig, *, report: ReportFn,
                  latest_checkpoint: Callable[[], Path | None] = lambda: None, device: str = "cpu") -> None:
         self.device = device
-        self._windows = data.windows("train")
+        self._windows = data.windows("train", config.data.fold)
         self._config = config
         self._report = report
         self._latest_checkpoint = latest_checkpoint

@@ -77,22 +77,30 @@ def trial_resources(space: SearchSpace) -> dict[str, float]:
 
 
 def searcher(space: SearchSpace) -> Any:
-    """Optuna's TPE through Tune, seeded by the space, multivariate."""
+    """Optuna's TPE through Tune, seeded by the space, multivariate; in generations when the
+    budget asks for a reproducible search (`Budget.reproducible`)."""
     import optuna  # lazy: heavy
+    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     trials = space.budget.trials
     # fewer random start-up trials than Optuna's default 10 so short searches still use TPE
     sampler = optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=max(2, min(10, trials // 3)),
                                          multivariate=True)
-    return OptunaSearch(space=space.suggest, metric=METRIC, mode=MODE, sampler=sampler)
+    search = OptunaSearch(space=space.suggest, metric=METRIC, mode=MODE, sampler=sampler)
+    if space.budget.reproducible:
+        # batch: the next generation is suggested only once the whole previous one has reported, so
+        # TPE always sees the same history, whatever order trials finish in
+        return ConcurrencyLimiter(search, max_concurrent=space.budget.concurrency, batch=True)
+    return search
 
 
 def scheduler(space: SearchSpace) -> Any:
-    """ASHA on the validation Sharpe per epoch (or FIFO when the space turns it off)."""
+    """ASHA on the validation Sharpe per epoch (FIFO when the space turns it off, or asks for a
+    reproducible search: ASHA's decisions depend on which trial reports first)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # lazy: ray
 
-    if not space.asha.enabled:
+    if not space.asha.enabled or space.budget.reproducible:
         return FIFOScheduler()
     return ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration",
                          max_t=space.asha.max_t or space.epochs, grace_period=space.asha.grace_period,

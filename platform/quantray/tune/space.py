@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from quantray import models
-from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, resolve
+from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, resolve, to_dict
 from quantray.errors import BadInput
 
-TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optim", "resources", "budget", "asha")
+TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optim", "resources", "budget", "asha", "walkforward")
+WALKFORWARD_MODES = ("search", "refit")
 DISTRIBUTION_KINDS = ("int", "float", "choice")
 TUNABLE_SECTIONS = ("loss", "optim")
 
@@ -34,6 +35,20 @@ class Budget:
     trials: int = 8
     concurrency: int = 2  # trials running at once
     time_budget_s: float = 0.0  # 0 = no wall-clock limit
+    # Reproducible: suggestions are handed out in generations of `concurrency` trials (each waits for
+    # the previous generation) and no trial is stopped early, so the same seed gives the same search
+    # whatever order trials finish in. ASHA's decisions depend on that order, so it is off then.
+    reproducible: bool = False
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    """How `quantray walkforward` judges a space: expanding folds whose test blocks tile the end."""
+
+    folds: int = 4
+    mode: str = "refit"  # search: a fresh search per fold; refit: search on the first fold, refit after
+    test_fraction: float = 0.1  # each fold's test block, as a share of the usable dates
+    top_k: int = 5  # configurations refit per later fold (refit), and ensemble members per fold
 
 
 @dataclass(frozen=True)
@@ -70,10 +85,18 @@ class SearchSpace:
     budget: Budget = field(default_factory=Budget)
     asha: AshaConfig = field(default_factory=AshaConfig)
     resources: Resources = field(default_factory=Resources)
+    walkforward: WalkForwardConfig = field(default_factory=WalkForwardConfig)
 
     @property
     def data(self) -> DataConfig:
         return resolve(DataConfig, self.raw.get("data"), where=str(self.path), key="data")
+
+    def with_data(self, data: DataConfig) -> "SearchSpace":
+        """This space with its data section replaced (a walk-forward fold's data)."""
+        return dataclasses.replace(self, raw={**self.raw, "data": to_dict(data)})
+
+    def with_seed(self, seed: int) -> "SearchSpace":
+        return dataclasses.replace(self, raw={**self.raw, "seed": seed})
 
     @property
     def seed(self) -> int:
@@ -100,7 +123,7 @@ class SearchSpace:
         """The TrainConfig of one trial: the YAML with `params` (from `suggest`) filled in."""
         family = params.get("model.family", self.families[0])
         tree = copy.deepcopy(dict(self.raw))
-        for name in ("name", "budget", "asha", "resources"):
+        for name in ("name", "budget", "asha", "resources", "walkforward"):
             tree.pop(name, None)
         model = dict(tree.get("model") or {})
         arch = model.get("arch") or {}
@@ -172,6 +195,7 @@ def load_space(path: Path | str) -> SearchSpace:
         budget=resolve(Budget, raw.get("budget"), where=where, key="budget"),
         asha=resolve(AshaConfig, raw.get("asha"), where=where, key="asha"),
         resources=resolve(Resources, raw.get("resources"), where=where, key="resources"),
+        walkforward=resolve(WalkForwardConfig, raw.get("walkforward"), where=where, key="walkforward"),
     )
     _validate(space)
     return space
@@ -239,6 +263,20 @@ def _validate(space: SearchSpace) -> None:
         raise BadInput(f"{space.path}: key 'budget': trials and concurrency must be at least 1")
     if space.resources.workers < 1:
         raise BadInput(f"{space.path}: key 'resources.workers': must be at least 1")
+    check_walkforward(space.walkforward, where)
+
+
+def check_walkforward(config: WalkForwardConfig, where: Path | str) -> None:
+    if config.mode not in WALKFORWARD_MODES:
+        raise BadInput(f"{where}: key 'walkforward.mode': expected one of {', '.join(WALKFORWARD_MODES)}, "
+                       f"got {config.mode!r}")
+    if config.folds < 2:
+        raise BadInput(f"{where}: key 'walkforward.folds': at least 2 (one split is `quantray ensemble`), "
+                       f"got {config.folds}")
+    if not 0 < config.test_fraction < 1:
+        raise BadInput(f"{where}: key 'walkforward.test_fraction': must be in (0, 1), got {config.test_fraction}")
+    if config.top_k < 1:
+        raise BadInput(f"{where}: key 'walkforward.top_k': must be at least 1, got {config.top_k}")
 
 
 def _check_training(config: TrainConfig, where: Path) -> None:
