@@ -56,18 +56,20 @@ def space_with_market(space: Path, seed: int, root: Path) -> Path:
 
 
 def run_one(space: Path, market: int | None, args: argparse.Namespace, root: Path) -> None:
-    from quantray.ensemble.build import build_ensemble
-    from quantray.tune.run import TuneRequest, run_tune
+    from quantray.recipes.ensemble import build_ensemble
+    from quantray.recipes.options import EnsembleOptions, TuneOptions
+    from quantray.recipes.tune import run_tune
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     root.mkdir(parents=True)
-    summary = run_tune(TuneRequest(space=space, trials=args.trials, tracking_uri=uri, storage=root / "tune"))
+    summary = run_tune(space, TuneOptions(trials=args.trials, tracking_uri=uri, storage=root / "tune"))
     rows = []
     for method in args.methods.split(","):
-        result = build_ensemble(summary.experiment, storage=root / "tune", top_k=args.top_k, method=method,
-                                tracking_uri=uri, out=root / "ensembles" / method, name=f"oracle-{method}")
-        oracle = result.baselines.get("oracle", float("nan"))
-        rows.append((method, len(result.members), result.test_sharpe, result.baselines["best_member"], oracle))
+        built = build_ensemble(summary.experiment, EnsembleOptions(
+            storage=root / "tune", top_k=args.top_k, method=method, out=root / "ensembles" / method))
+        sharpe = {name: s.metrics["sharpe"] for name, s in built.result.strategies.items()}
+        rows.append((method, len(built.ensemble.member_ids), sharpe["ensemble"], sharpe["best_member"],
+                     sharpe.get("oracle", float("nan"))))
 
     where = "the space's market" if market is None else f"market seed {market}"
     print(f"\nspace {args.space.name}, {where}, {summary.n_trials} trials; "

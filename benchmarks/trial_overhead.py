@@ -37,7 +37,7 @@ def plain_trial(params: dict, storage: str) -> None:
 
 def quantray_trial(params: dict, storage: str) -> None:
     from quantray.data.pipeline import prepare
-    from quantray.train.launch import _tune_latest_checkpoint, _tune_report
+    from quantray.tune.trial import _tune_latest_checkpoint, _tune_report
     from quantray.train.loop import InProcessSession, fit
 
     config = dataclasses.replace(CONFIG, seed=params["seed"])

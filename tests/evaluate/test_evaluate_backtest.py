@@ -107,3 +107,36 @@ def test_run_backtest_rejects_mismatches(block):
         run_backtest({"a": equal_weight(mask)}, r, mask, cost_bps=0, dates=dates[:10])
     with pytest.raises(ValueError, match="at least one"):
         run_backtest({}, r, mask, cost_bps=0)
+
+
+def test_volatility_targets_and_momentum_scaling_are_causal_and_hit_the_target(block):
+    from quantray.evaluate.backtest import scaled_momentum, trailing_volatility, volatility_targeted
+
+    history, dates_idx, mask, _ = block
+    vol = trailing_volatility(history, dates_idx, span=60)
+    assert np.nanmean(vol) == pytest.approx(0.01 * np.sqrt(252), rel=0.15)  # the returns' annualized vol
+    for make in (lambda h: volatility_targeted(mask, h, dates_idx, target=0.10),
+                 lambda h: scaled_momentum(h, dates_idx, lookback=60)):
+        before = make(history)
+        changed = history.copy()
+        changed[200:] *= -3.0  # the future from block row 100 on: rows >= 200 of the history
+        after = make(changed)
+        np.testing.assert_array_equal(after[:101], before[:101])  # date 200 sees rows < 200 only
+        assert not np.array_equal(after, before) and np.abs(before).max() <= 1.0
+    # scaled to 10% of a ~16% volatility: positions near 0.63, capped at 1
+    assert np.nanmedian(volatility_targeted(mask, history, dates_idx)[60:, :4]) == pytest.approx(0.63, rel=0.15)
+
+
+def test_ridge_learns_only_from_its_training_rows():
+    from quantray.evaluate.backtest import ridge_positions
+
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(400, 3, 4)).astype(np.float32)
+    target = 0.01 * features[..., 0] + 0.001 * rng.normal(size=(400, 3))  # feature 0 predicts the return
+    valid = np.ones((400, 3), dtype=bool)
+    train, test = np.arange(0, 300), np.arange(300, 400)
+    positions = ridge_positions(features, valid, target, train, test)
+    assert np.corrcoef(positions.ravel(), target[test].ravel())[0, 1] > 0.9 and np.abs(positions).max() < 1
+    changed = target.copy()
+    changed[300:] = -changed[300:]  # outside the training rows
+    np.testing.assert_array_equal(ridge_positions(features, valid, changed, train, test), positions)

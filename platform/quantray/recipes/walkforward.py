@@ -66,6 +66,8 @@ from quantray.workspace import tracking_uri, tune_storage, walkforward_dir, writ
 MAIN = "walkforward"
 PBO_SPLITS = 16
 MAX_CORR = 0.95  # members whose validation returns correlate above this are near-duplicates
+COLUMN = {MAIN: "ensemble", "best_member": "best member", "equal_weight": "equal wt", "volatility_targeted": "vol target",
+          "time_series_momentum": "tsmom"}  # console headers
 
 
 @dataclass
@@ -109,13 +111,14 @@ class WalkForwardResult:
         sharpes = {name: s.metrics["sharpe"] for name, s in self.result.strategies.items()}
         n_dates = len(self.result.strategies[MAIN].net_returns)
         dates = self.result.dates
+        columns = "".join(f"{COLUMN.get(name, name)[:11]:>12}" for name in sharpes)
         rows = [f"walk-forward  {self.experiment}: {self.mode} mode, {len(self.folds)} folds, {n_dates} stitched "
-                f"test dates {dates[0]}..{dates[-1]} ({self.seconds:.0f} s)",
-                f"{'fold':<6}{'test dates':<25}" + "".join(f"{name:>14}" for name in sharpes)]
+                f"test dates {dates[0]}..{dates[-1]} ({self.seconds:.0f} s); net Sharpe per test block:",
+                f"{'fold':<6}{'test dates':<24}{columns}"]
         for row in self.fold_rows:
-            rows.append(f"{row['fold']:<6}{row['start'] + '..' + row['end']:<25}"
-                        + "".join(f"{row[name]:>14.2f}" for name in sharpes))
-        rows.append(f"{'all':<6}{'stitched, net Sharpe':<25}" + "".join(f"{v:>14.2f}" for v in sharpes.values()))
+            rows.append(f"{row['fold']:<6}{row['start'] + '..' + row['end']:<24}"
+                        + "".join(f"{row[name]:>12.2f}" for name in sharpes))
+        rows.append(f"{'all':<6}{'stitched':<24}" + "".join(f"{v:>12.2f}" for v in sharpes.values()))
         verdict = (f"DSR {self.metrics['dsr']:.3f} (N = {int(self.metrics['n_trials'])} configurations compared)  "
                    f"PSR {self.metrics['psr']:.3f}  PBO {self.metrics['pbo']:.3f}")
         if "oracle_ratio" in self.metrics:
