@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from quantray.data.panel import Panel
+from quantray.data.panel import Panel, bars_per_year
 from quantray.data.pipeline import DataPipeline, Prepared
 from quantray.data.windows import Windows
 from quantray.ensemble.artifact import Ensemble, save_ensemble
@@ -75,7 +75,8 @@ def fit_ensemble(members: Sequence[Member], member_ids: tuple[str, ...], prepare
         model=model,
         pipeline=prepared.pipeline(),
         member_ids=member_ids,
-        val_sharpe=annualized_sharpe(net_returns(model.run(val).positions, labels["next_return"], labels["mask"], cost)),
+        val_sharpe=annualized_sharpe(net_returns(model.run(val).positions, labels["next_return"], labels["mask"], cost),
+                                     bars_per_year(prepared.panel.dates, prepared.config.bars_per_year)),
     )
 
 
@@ -87,6 +88,7 @@ def backtest_on_test(ensemble: Ensemble, prepared: Prepared) -> tuple[BacktestRe
     result = backtest_block(
         {MAIN: ensemble.model.run(test).positions, "best_member": best_member.positions},
         test, prepared.labels.next_return, prepared.panel, cost_bps=ensemble.pipeline.config.cost_bps,
+        periods_per_year=bars_per_year(prepared.panel.dates, prepared.config.bars_per_year),
     )
     return result, best_member.attention
 
@@ -113,9 +115,12 @@ def check_pipelines(members: Sequence[Member], pipeline: DataPipeline) -> None:
 
 
 def backtest_block(strategies: dict[str, np.ndarray], windows: Windows, next_return: np.ndarray,
-                   panel: Panel, *, cost_bps: float) -> BacktestResult:
+                   panel: Panel, *, cost_bps: float, periods_per_year: float | None = None,
+                   rebalance_every: int = 1) -> BacktestResult:
     """Backtest `strategies` (positions [n, A] on `windows`' dates; the first is the main one)
-    with the baselines: equal weight, time-series momentum and, on synthetic data, the oracle."""
+    with the baselines: equal weight, time-series momentum and, on synthetic data, the oracle.
+    Annualized by `periods_per_year` (default: inferred from the panel's bars), every strategy
+    rebalanced every `rebalance_every` bars."""
 
     labels = block_labels(windows)
     dates_idx = windows.dates_idx
@@ -125,7 +130,9 @@ def backtest_block(strategies: dict[str, np.ndarray], windows: Windows, next_ret
     if panel.oracle is not None:
         everything["oracle"] = panel.oracle.positions[dates_idx]
     return run_backtest(everything, labels["next_return"], labels["mask"], cost_bps=cost_bps,
-                        dates=panel.dates[dates_idx], main=next(iter(strategies)))
+                        dates=panel.dates[dates_idx], main=next(iter(strategies)),
+                        periods_per_year=bars_per_year(panel.dates) if periods_per_year is None else periods_per_year,
+                        rebalance_every=rebalance_every)
 
 
 def validation_matrix(returns: dict[str, np.ndarray], length: int) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""Performance metrics of daily strategy returns, and net returns after trading costs.
+"""Performance metrics of per-bar strategy returns, and net returns after trading costs.
 
 Conventions (docs/evaluation.md has the formulas and references):
 - a position held at date t earns `next_return[t]`, the simple return from t to t+1 — the
   training objective's convention (quantray.train.losses);
-- risk-free rate 0; annualization with `periods_per_year` (252 trading days);
+- risk-free rate 0; annualization with `periods_per_year`: 252 (trading days) by default, the
+  data's bars per year when the caller knows them (`quantray.data.panel.bars_per_year`: 365 for
+  daily 24/7 markets, 8760 for hourly crypto, 1764 for hourly US stocks);
 - every metric is a finite float: undefined ratios (zero variance, no drawdown, fewer than two
   periods) are 0.0, and non-finite returns are dropped, so a degenerate strategy never raises
   or warns.
@@ -24,7 +26,7 @@ def performance(
     returns: np.ndarray,
     positions: np.ndarray | None = None,
     asset_returns: np.ndarray | None = None,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float = PERIODS_PER_YEAR,
 ) -> dict[str, float]:
     """Summary statistics of per-period returns `[T]`.
 
@@ -92,7 +94,7 @@ def portfolio_weights(positions: np.ndarray, mask: np.ndarray | None = None) -> 
     return np.where(active, _zero_non_finite(pos), 0.0) / n_active
 
 
-def rolling_sharpe(returns: np.ndarray, window: int = 63, periods_per_year: int = PERIODS_PER_YEAR) -> np.ndarray:
+def rolling_sharpe(returns: np.ndarray, window: int = 63, periods_per_year: float = PERIODS_PER_YEAR) -> np.ndarray:
     """Annualized Sharpe over each trailing `window` `[T]`: NaN before a full window, 0.0 where the
     window has no variance (non-finite returns count as 0)."""
     r = _zero_non_finite(np.asarray(returns, dtype=np.float64).reshape(-1))
@@ -126,7 +128,7 @@ def max_drawdown(returns: np.ndarray) -> float:
     return float(dd.max()) if dd.size else 0.0
 
 
-def annual_return(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def annual_return(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Compounded annual growth rate; −1.0 once the equity curve reaches zero, 0.0 when empty."""
     r = _finite(returns)
     if r.size == 0:
@@ -137,14 +139,14 @@ def annual_return(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR)
     return float(np.expm1(np.log(final) * periods_per_year / r.size))
 
 
-def annualized_sharpe(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def annualized_sharpe(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Annualized mean / sample standard deviation; 0.0 with fewer than 2 periods or no variance."""
     r = _finite(returns)
     std = sample_std(r)
     return float(r.mean() / std * np.sqrt(periods_per_year)) if std > 0.0 else 0.0
 
 
-def sortino_ratio(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def sortino_ratio(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Annualized mean / downside deviation sqrt(mean(min(r, 0)²)); 0.0 when there is no loss."""
     r = _finite(returns)
     if r.size < 2:
