@@ -37,7 +37,7 @@ from quantray.evaluate.overfitting import (
     probability_of_backtest_overfitting,
     sharpe_variance,
 )
-from quantray.evaluate.report import write_report
+from quantray.evaluate.report import Diagnostics, write_report
 from quantray.train.checkpoint import Member
 from quantray.train.inference import run_model
 from quantray.tune.results import TrialRecord
@@ -172,7 +172,7 @@ def pbo(trial_matrix: np.ndarray) -> float:
 
 def write_ensemble_report(result: BacktestResult, out_dir: Path, ensemble: Ensemble,
                           headline: dict[str, float], *, title: str, trial_history: Sequence[float] | None = None,
-                          attention: np.ndarray | None = None) -> Path:
+                          attention: np.ndarray | None = None, diagnostics: Diagnostics | None = None) -> Path:
     """The backtest report with the ensemble's member weights (and the search, attention when given)."""
 
     return write_report(
@@ -183,4 +183,5 @@ def write_ensemble_report(result: BacktestResult, out_dir: Path, ensemble: Ensem
         attention=attention,
         asset_names=ensemble.asset_names,
         extra_metrics=headline,
+        diagnostics=diagnostics,
     )

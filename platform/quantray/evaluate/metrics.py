@@ -240,3 +240,61 @@ def _traded(pos: np.ndarray) -> np.ndarray:
 
 def _zero_non_finite(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# ---------------------------------------------------------------- classification and lead-lag
+
+
+def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """Counts `[n_classes, n_classes]`, row = actual class, column = predicted; labels < 0
+    (unknown) are left out."""
+    p = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    a = np.asarray(actual, dtype=np.int64).reshape(-1)
+    if p.shape != a.shape:
+        raise ValueError(f"predicted {np.shape(predicted)} and actual {np.shape(actual)} differ")
+    known = (a >= 0) & (p >= 0)
+    if (a[known] >= n_classes).any() or (p[known] >= n_classes).any():
+        raise ValueError(f"class labels must lie in 0..{n_classes - 1}")
+    return np.bincount(a[known] * n_classes + p[known], minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
+    """`accuracy`, `macro_f1` (the mean over classes of F1; a class never predicted nor present
+    scores 0) and `n` of a confusion matrix (row = actual)."""
+    c = np.asarray(confusion, dtype=np.float64)
+    n = c.sum()
+    if n == 0:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "n": 0.0}
+    hits = np.diag(c)
+    support, predicted = c.sum(axis=1), c.sum(axis=0)
+    denominator = support + predicted  # F1 = 2·TP / (2·TP + FP + FN) = 2·TP / (support + predicted)
+    f1 = np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0)
+    return {"accuracy": float(hits.sum() / n), "macro_f1": float(f1.mean()), "n": float(n)}
+
+
+def lagged_cross_correlations(returns: np.ndarray, max_lag: int) -> np.ndarray:
+    """`C [A, A, max_lag + 1]`: C[i, j, k] = corr(r_i[t], r_j[t − k]), how asset j's return k bars
+    earlier goes with asset i's now (j leads i at k > 0). Pearson over the dates where both are
+    finite; 0.0 where fewer than 3 such dates or no variance."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError(f"returns must be [T, A], got shape {r.shape}")
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    T, A = r.shape
+    out = np.zeros((A, A, max_lag + 1))
+    for k in range(min(max_lag, T - 1) + 1):
+        now, before = r[k:], r[: T - k]  # row t of `now` is date t + k, of `before` date t
+        m_now, m_before = np.isfinite(now).astype(np.float64), np.isfinite(before).astype(np.float64)
+        x, y = np.nan_to_num(now) * m_now, np.nan_to_num(before) * m_before
+        # pairwise sums over the dates where both i (now) and j (before) are finite, as [A, A] products
+        count = m_now.T @ m_before
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx, my = (x.T @ m_before) / count, (m_now.T @ y) / count
+            cov = (x.T @ y) / count - mx * my
+            vx = ((x * x).T @ m_before) / count - mx * mx
+            vy = (m_now.T @ (y * y)) / count - my * my
+            corr = cov / np.sqrt(vx * vy)
+        ok = (count >= 3) & (vx > 1e-20) & (vy > 1e-20) & np.isfinite(corr)
+        out[:, :, k] = np.where(ok, np.clip(corr, -1.0, 1.0), 0.0)
+    return out
