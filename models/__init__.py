@@ -25,8 +25,11 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "hybrid": ("quantray.models.hybrid", "HybridModel"),
     "cnn_lstm": ("quantray.models.cnn_lstm", "CnnLstmModel"),
 }
-_SHAPE_ARGS = ("n_assets", "n_features", "lookback", "return_feature")
+_SHAPE_ARGS = ("n_assets", "n_features", "lookback", "return_feature", "calendar_features")
 RETURN_FEATURE = "log_return"  # what a family that takes `return_feature` reads from x, by name
+# the data layer's opt-in calendar groups day_of_week and month_of_year (sin/cos of the bar's real date),
+# which a family that takes `calendar_features` reads from x, by name, where the data has them
+CALENDAR_FEATURES: tuple[str, ...] = ("day_of_week_sin", "day_of_week_cos", "month_of_year_sin", "month_of_year_cos")
 
 
 def family_class(family: str) -> type:
@@ -47,13 +50,19 @@ def needs_return_feature(family: str) -> bool:
     return "return_feature" in inspect.signature(family_class(family)).parameters
 
 
+def needs_calendar_features(family: str) -> bool:
+    """Whether `family` reads the calendar features (`CALENDAR_FEATURES`) from its input by index."""
+    return "calendar_features" in inspect.signature(family_class(family)).parameters
+
+
 def build(family: str, *, n_assets: int, n_features: int, lookback: int, feature_names: tuple[str, ...] = (),
           **arch: Any) -> "nn.Module":
     """Build a `family` model for windows [B, n_assets, lookback, n_features].
 
     `arch` holds architecture arguments only; an unknown one raises ValueError
     naming it, and so does a bad value. `feature_names` (the data's feature order) lets a family
-    that reads the return find it by name; without them it is feature 0.
+    that reads the return find it by name (without them it is feature 0), and one that reads the
+    calendar find the `CALENDAR_FEATURES` the data has (without them it has none).
     """
     known = defaults(family)
     for key in arch:
@@ -71,4 +80,7 @@ def build(family: str, *, n_assets: int, n_features: int, lookback: int, feature
             raise ValueError(f"family {family!r} builds its asset graph from the {RETURN_FEATURE!r} feature, "
                              f"which the data does not have (features: {', '.join(feature_names)})")
         shape["return_feature"] = feature_names.index(RETURN_FEATURE)
+    if feature_names and needs_calendar_features(family):
+        shape["calendar_features"] = tuple(feature_names.index(name) for name in CALENDAR_FEATURES
+                                           if name in feature_names)
     return family_class(family)(**shape, **arch)

@@ -6,9 +6,12 @@ self-attention layers -> every step cross-attends to context tokens -> attention
 embedding [B, A, D].
 
 Context tokens: the static token is the asset's ticker embedding; the calendar tokens describe
-each step's place in the window. The model contract carries no dates, so calendar context is
-derived from the position in the window: for a step τ trading days before the decision date,
-sin/cos(2πτ/P) for P = 5, 21, 63, 252 (week, month, quarter, year), projected to D.
+each step's date. The model contract carries no dates, so the real calendar comes in as features:
+with the data's `day_of_week` and `month_of_year` groups (sin/cos of each bar's weekday and month,
+`calendar_features` = their indices in x, which `models.build` finds by name) each step's token
+is a projection of its own day of week and month of year. Without them the tokens fall back to
+the step's place in the window: for a step τ bars before the decision date, sin/cos(2πτ/P) for
+P = 5, 21, 63, 252 (week, month, quarter, year of daily bars), projected to D.
 
 Heads: a multi-gate mixture of experts gives each task its own mix of shared experts. `ffn`
 picks the feed-forward blocks of the encoder, the experts and the regime head (gelu, swiglu or
@@ -70,8 +73,14 @@ class HybridModel(nn.Module):
         positional: str = "sinusoidal",
         revin: bool = True,
         ffn: str = "gelu",
+        calendar_features: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
+        for index in calendar_features:
+            check_int("calendar_features", index, 0)
+            if index >= n_features:
+                raise ValueError(f"calendar_features: index {index} is not below n_features ({n_features})")
+        self.calendar_features = tuple(int(i) for i in calendar_features)
         check_heads(d_model, n_heads)
         check_int("lstm_layers", lstm_layers, 1)
         check_int("transformer_layers", transformer_layers, 0)
@@ -84,7 +93,7 @@ class HybridModel(nn.Module):
         self.lstm = nn.LSTM(d_model, d_model, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0)
         self.positional = PositionalEncoding(lookback, d_model, positional)
         self.encoder = EncoderStack(d_model, n_heads, transformer_layers, ff_mult, dropout, ffn)
-        self.calendar = nn.Linear(2 * len(CALENDAR_PERIODS), d_model)
+        self.calendar = nn.Linear(len(self.calendar_features) or 2 * len(CALENDAR_PERIODS), d_model)
         self.context_norm = nn.LayerNorm(d_model)
         self.context_attention = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.pool = Pooling(d_model, "attention")
@@ -100,7 +109,7 @@ class HybridModel(nn.Module):
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
         h = run_lstm(self.lstm, h)
         h = self.encoder(self.positional(h))
-        h = h + self.attend_to_context(h, asset_ids, B, L)
+        h = h + self.attend_to_context(h, zero_masked(x, mask), asset_ids, B, L)
         embedding = zero_masked(self.norm(self.pool(h)).unflatten(0, (B, A)), mask)
 
         per_task = self.moe(embedding)
@@ -110,10 +119,14 @@ class HybridModel(nn.Module):
         heads["horizons"] = horizons
         return Output(embedding, position, heads)
 
-    def attend_to_context(self, h: Tensor, asset_ids: Tensor, B: int, L: int) -> Tensor:
+    def attend_to_context(self, h: Tensor, x: Tensor, asset_ids: Tensor, B: int, L: int) -> Tensor:
         """Each step of h [B·A, L, D] attends to [ticker token, L calendar tokens]."""
         static = self.stem.ticker(asset_ids)[None, :, None, :].expand(B, -1, 1, -1).flatten(0, 1)  # [B·A, 1, D]
-        calendar = self.calendar(calendar_features(L, h.device)).expand(h.shape[0], L, -1)  # [B·A, L, D]
+        if self.calendar_features:  # each step's own date, read from the raw input (not RevIN'd)
+            dates = x[..., list(self.calendar_features)].flatten(0, 1)  # [B·A, L, k]
+            calendar = self.calendar(dates)
+        else:
+            calendar = self.calendar(calendar_features(L, h.device)).expand(h.shape[0], L, -1)  # [B·A, L, D]
         context = torch.cat([static, calendar], dim=1)
         mixed, _ = self.context_attention(self.context_norm(h), context, context, need_weights=False)
         return mixed

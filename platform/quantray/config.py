@@ -76,9 +76,17 @@ class DataConfig:
     lookback: int = 64
     horizon: int = 5
     cost_bps: float = 5.0  # transaction cost per unit of turnover, in basis points
+    # periods per year to annualize Sharpe and Sortino; 0 = infer from the bars' timestamps
+    # (252 for daily exchange data, 365 for daily 24/7 markets, times the bars per day intraday)
+    bars_per_year: float = 0.0
     features: FeatureConfig = field(default_factory=FeatureConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     fold: int = 0  # the walk-forward fold (of splits.folds) a run trains and validates on; 0 = the latest
+
+    def __post_init__(self) -> None:
+        if not self.bars_per_year >= 0:
+            raise BadInput(f"data.bars_per_year: must be >= 0 (0 infers it from the timestamps), "
+                           f"got {self.bars_per_year!r}")
 
 
 def resolve(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, key: str = "") -> T:

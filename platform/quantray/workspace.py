@@ -55,6 +55,11 @@ def reports_dir() -> Path:
     return ROOT / "reports"
 
 
+def train_dir() -> Path:
+    """Where `quantray train` keeps its runs."""
+    return ROOT / "train"
+
+
 def cache_dir() -> Path:
     """Where downloads are cached: QUANTRAY_CACHE, else ./.quantray/cache."""
     return Path(os.environ.get(CACHE_ENV) or ROOT / "cache")

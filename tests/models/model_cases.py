@@ -37,6 +37,8 @@ OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("multitask", {"ffn": "kan", "bidirectional": True}),
     ("hybrid", {"ffn": "kan"}),
     ("hybrid", {"ffn": "swiglu", "revin": False}),
+    # the real calendar: build finds day_of_week and month_of_year among the data's features by name
+    ("hybrid", {"feature_names": ("log_return", "day_of_week_sin", "day_of_week_cos", "month_of_year_cos")}),
 ]
 # every family at its defaults, then the option cases
 CASES: list[tuple[str, dict[str, Any]]] = [(family, {}) for family in models.FAMILIES] + OPTION_CASES

@@ -24,6 +24,7 @@ from quantray.errors import BadInput
 COMMAND_MODULES: tuple[str, ...] = (
     "quantray.cli.data",
     "quantray.cli.tune",
+    "quantray.cli.train",
     "quantray.cli.ensemble",
     "quantray.cli.walkforward",
     "quantray.cli.backtest",

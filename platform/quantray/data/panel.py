@@ -1,8 +1,13 @@
-"""The Panel: dense daily OHLCV arrays for a universe of assets, and the one place rows are validated.
+"""The Panel: dense OHLCV arrays (daily or intraday bars) for a universe of assets, and the one place
+rows are validated.
 
 Every source (csv, parquet, yfinance, bundled, the registry's pyfunc) ends in `panel_from_tables`,
 so a malformed row gets the same one-line `BadInput` naming the file, row and column whatever the
 source. Row numbers are 1-based; for CSV files they are file line numbers with the header as line 1.
+
+Bars: timestamps are parsed to the second. A source where no asset has two bars on one calendar day
+is daily, and its dates are `datetime64[D]` (as they always were); otherwise the bars are intraday
+and the dates stay `datetime64[s]`. `bars_per_year(dates)` infers the annualization from them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ _COLUMN_ALIASES = {
     "datetime": "date", "timestamp": "date",
 }
 
+TRADING_DAYS_PER_YEAR = 252  # exchange-traded assets: weekdays less holidays
+CALENDAR_DAYS_PER_YEAR = 365  # 24/7 markets (crypto)
+WEEKEND_SHARE_24_7 = 0.2  # a 24/7 market trades on 2 days in 7 (0.29) at weekends; an exchange on none
+
 
 @dataclass(frozen=True)
 class Oracle:
@@ -38,7 +47,7 @@ class Oracle:
 class Panel:
     """Dates x assets x fields. NaN (and mask False) where an asset did not trade."""
 
-    dates: np.ndarray  # datetime64[D] [T], strictly increasing
+    dates: np.ndarray  # datetime64[D] [T] (daily bars) or datetime64[s] (intraday), strictly increasing
     assets: tuple[str, ...]  # [A]
     fields: tuple[str, ...]  # subset of FIELDS in that order; close always present
     values: np.ndarray  # float64 [T, A, C]
@@ -96,7 +105,7 @@ class Table:
 class _AssetSeries:
     name: str
     origin: str
-    dates: np.ndarray  # datetime64[D] [n], sorted, unique
+    dates: np.ndarray  # datetime64[s] [n] as parsed (datetime64[D] once the source is known daily), sorted, unique
     values: dict[str, np.ndarray]  # field -> float64 [n]
 
 
@@ -124,6 +133,8 @@ def panel_from_tables(tables: list[Table]) -> Panel:
             raise BadInput(f"{s.origin}: asset '{s.name}' appears twice (also in {seen[s.name]})")
         seen[s.name] = s.origin
     # Features degrade to the fields every asset has (e.g. close-only if one file lacks OHLC).
+    if not any(_two_bars_a_day(s.dates) for s in series):  # daily bars: a date is a day
+        series = [_AssetSeries(s.name, s.origin, s.dates.astype("datetime64[D]"), s.values) for s in series]
     fields = tuple(f for f in FIELDS if all(f in s.values for s in series))
     dates = np.unique(np.concatenate([s.dates for s in series]))
     values = np.full((len(dates), len(series), len(fields)), np.nan)
@@ -197,7 +208,7 @@ def _one_asset(name: str, idx: np.ndarray, dates: np.ndarray, numbers: dict[str,
     dup = np.flatnonzero(sorted_dates[1:] == sorted_dates[:-1])
     if dup.size:
         first, second = sorted(table.rows[idx[order[dup[0]:dup[0] + 2]]])
-        raise BadInput(f"{table.origin}: row {second}, column 'date': duplicate date {sorted_dates[dup[0]]} "
+        raise BadInput(f"{table.origin}: row {second}, column 'date': duplicate date {_show_time(sorted_dates[dup[0]])} "
                        f"for asset '{name}' (also row {first})")
     return _AssetSeries(name, table.origin, sorted_dates,
                         {f: v[idx][order] for f, v in numbers.items()})
@@ -210,13 +221,56 @@ def _parse_dates(column: pd.Series, table: Table) -> np.ndarray:
         text = column.astype("string").str.strip()
         parsed = _to_datetime(text)
     if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)  # daily bars: keep the exchange's wall-clock date
+        parsed = parsed.dt.tz_localize(None)  # keep the exchange's wall-clock date and time
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise BadInput(f"{table.origin}: row {table.rows[i]}, column 'date': "
                        f"cannot parse date {_show(column.iloc[i])}")
-    return parsed.to_numpy().astype("datetime64[D]")
+    return parsed.to_numpy().astype("datetime64[s]")
+
+
+def _two_bars_a_day(dates: np.ndarray) -> bool:
+    """Whether sorted timestamps hold two bars on one calendar day (intraday bars)."""
+    days = dates.astype("datetime64[D]")
+    return bool((days[1:] == days[:-1]).any())
+
+
+def _show_time(moment: np.datetime64) -> str:
+    """A timestamp as the user wrote it: the day alone when it is midnight."""
+    day = moment.astype("datetime64[D]")
+    return str(day) if moment == day else str(moment)
+
+
+def is_intraday(dates: np.ndarray) -> bool:
+    """Whether a panel's dates are intraday bars (a unit finer than a day)."""
+    unit, _ = np.datetime_data(np.asarray(dates).dtype)
+    return unit not in ("Y", "M", "W", "D")
+
+
+def bars_per_year(dates: np.ndarray, override: float = 0.0) -> float:
+    """The periods per year to annualize returns of bars at `dates` (`override` wins when > 0).
+
+    Days per year: 365 when a fifth or more of the traded days are weekend days (a 24/7 market),
+    else 252. Daily bars: that many (weekly and monthly ones: 52 and 12). Intraday bars: times the
+    median number of bars per traded day (hourly US stocks: 7 a day, 1764 a year; hourly crypto: 8760).
+    """
+    if override > 0:
+        return float(override)
+    d = np.asarray(dates)
+    if d.size < 2:
+        return float(TRADING_DAYS_PER_YEAR)
+    days, bars_per_day = np.unique(d.astype("datetime64[D]"), return_counts=True)
+    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    per_year = CALENDAR_DAYS_PER_YEAR if np.mean(weekday >= 5) >= WEEKEND_SHARE_24_7 else TRADING_DAYS_PER_YEAR
+    if is_intraday(d):
+        return float(per_year * np.median(bars_per_day))
+    gap = float(np.median(np.diff(days.astype(np.int64))))
+    if gap >= 28:
+        return 12.0
+    if gap >= 7:
+        return 52.0
+    return float(per_year)
 
 
 def _to_datetime(text: pd.Series) -> pd.Series:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from quantray.data.panel import Panel
+from quantray.data.panel import Panel, bars_per_year
 from quantray.data.pipeline import DataPipeline, Prepared
 from quantray.data.windows import Windows
 from quantray.ensemble.artifact import Ensemble, save_ensemble
@@ -44,7 +44,7 @@ from quantray.evaluate.overfitting import (
     probability_of_backtest_overfitting,
     sharpe_variance,
 )
-from quantray.evaluate.report import write_report
+from quantray.evaluate.report import Diagnostics, write_report
 from quantray.train.checkpoint import Member
 from quantray.train.inference import run_model
 from quantray.tune.results import TrialRecord
@@ -81,7 +81,8 @@ def fit_ensemble(members: Sequence[Member], member_ids: tuple[str, ...], prepare
         model=model,
         pipeline=prepared.pipeline(fold),
         member_ids=member_ids,
-        val_sharpe=annualized_sharpe(net_returns(model.run(val).positions, labels["next_return"], labels["mask"], cost)),
+        val_sharpe=annualized_sharpe(net_returns(model.run(val).positions, labels["next_return"], labels["mask"], cost),
+                                     bars_per_year(prepared.panel.dates, prepared.config.bars_per_year)),
     )
 
 
@@ -95,6 +96,7 @@ def backtest_on_test(ensemble: Ensemble, prepared: Prepared, fold: int = 0
         {MAIN: ensemble.model.run(test).positions, "best_member": best_member.positions,
          "ridge": ridge_baseline(prepared, fold, test.dates_idx)},
         test, prepared.labels.next_return, prepared.panel, cost_bps=ensemble.pipeline.config.cost_bps,
+        periods_per_year=bars_per_year(prepared.panel.dates, prepared.config.bars_per_year),
     )
     return result, best_member.attention
 
@@ -129,11 +131,13 @@ def check_pipelines(members: Sequence[Member], pipeline: DataPipeline) -> None:
 
 
 def backtest_block(strategies: dict[str, np.ndarray], windows: Windows, next_return: np.ndarray,
-                   panel: Panel, *, cost_bps: float) -> BacktestResult:
+                   panel: Panel, *, cost_bps: float, periods_per_year: float | None = None,
+                   rebalance_every: int = 1) -> BacktestResult:
     """Backtest `strategies` (positions [n, A] on `windows`' dates; the first is the main one)
     with the baselines, on the same dates and costs: equal-weight buy & hold, buy & hold scaled to
     a target volatility, time-series momentum (Moskowitz, Ooi & Pedersen 2012) and, on synthetic
-    data, the oracle."""
+    data, the oracle. Annualized by `periods_per_year` (default: inferred from the panel's bars),
+    every strategy rebalanced every `rebalance_every` bars."""
     labels = block_labels(windows)
     dates_idx = windows.dates_idx
     everything = dict(strategies)
@@ -143,7 +147,9 @@ def backtest_block(strategies: dict[str, np.ndarray], windows: Windows, next_ret
     if panel.oracle is not None:
         everything["oracle"] = panel.oracle.positions[dates_idx]
     return run_backtest(everything, labels["next_return"], labels["mask"], cost_bps=cost_bps,
-                        dates=panel.dates[dates_idx], main=next(iter(strategies)))
+                        dates=panel.dates[dates_idx], main=next(iter(strategies)),
+                        periods_per_year=bars_per_year(panel.dates) if periods_per_year is None else periods_per_year,
+                        rebalance_every=rebalance_every)
 
 
 def validation_matrix(returns: dict[str, np.ndarray], length: int) -> np.ndarray:
@@ -183,7 +189,7 @@ def pbo(trial_matrix: np.ndarray) -> float:
 
 def write_ensemble_report(result: BacktestResult, out_dir: Path, ensemble: Ensemble,
                           headline: dict[str, float], *, title: str, trial_history: Sequence[float] | None = None,
-                          attention: np.ndarray | None = None) -> Path:
+                          attention: np.ndarray | None = None, diagnostics: Diagnostics | None = None) -> Path:
     """The backtest report with the ensemble's member weights (and the search, attention when given)."""
 
     return write_report(
@@ -194,4 +200,5 @@ def write_ensemble_report(result: BacktestResult, out_dir: Path, ensemble: Ensem
         attention=attention,
         asset_names=ensemble.asset_names,
         extra_metrics=headline,
+        diagnostics=diagnostics,
     )

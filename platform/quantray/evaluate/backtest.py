@@ -35,8 +35,10 @@ class StrategyResult:
 class BacktestResult:
     main: str  # the strategy under evaluation; the others are baselines
     strategies: dict[str, StrategyResult]  # in the order given, main included
-    dates: np.ndarray | None  # datetime64[D] [T], None when the caller had no calendar
+    dates: np.ndarray | None  # datetime64[D] [T] (datetime64[s] for intraday bars), None without a calendar
     cost_bps: float
+    periods_per_year: float = PERIODS_PER_YEAR  # what the metrics were annualized with
+    rebalance_every: int = 1  # bars between rebalances
 
     @property
     def baselines(self) -> list[str]:
@@ -47,7 +49,9 @@ class BacktestResult:
         return {
             "main": self.main,
             "cost_bps": float(self.cost_bps),
-            "dates": None if self.dates is None else [str(d) for d in self.dates.astype("datetime64[D]")],
+            "dates": None if self.dates is None else [str(d) for d in as_dates(self.dates)],
+            "periods_per_year": float(self.periods_per_year),
+            "rebalance_every": int(self.rebalance_every),
             "strategies": {
                 name: {
                     "metrics": {key: float(value) for key, value in s.metrics.items()},
@@ -74,8 +78,10 @@ class BacktestResult:
                 )
                 for name, s in data["strategies"].items()
             },
-            dates=None if dates is None else np.asarray(dates, dtype="datetime64[D]"),
+            dates=None if dates is None else as_dates(np.asarray(dates, dtype="datetime64")),
             cost_bps=float(data["cost_bps"]),
+            periods_per_year=float(data.get("periods_per_year", PERIODS_PER_YEAR)),
+            rebalance_every=int(data.get("rebalance_every", 1)),
         )
 
 
@@ -87,14 +93,17 @@ def run_backtest(
     cost_bps: float,
     dates: np.ndarray | None = None,
     main: str | None = None,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float = PERIODS_PER_YEAR,
+    rebalance_every: int = 1,
 ) -> BacktestResult:
     """Net returns, equity, drawdown and metrics of each named positions array `[T, A]`.
 
     `main` (default: the first name) is the strategy under evaluation, the rest are baselines
     (`equal_weight`, `time_series_momentum`, the best single member, the synthetic oracle...).
     Turnover and IC are measured on capital weights pos / n_active (`metrics.portfolio_weights`),
-    IC against the returns of active assets only.
+    IC against the returns of active assets only. `periods_per_year` annualizes the metrics (the
+    data's bars per year); with `rebalance_every` N > 1 every strategy trades only every N-th bar
+    and holds its positions in between (`hold_between_rebalances`), so it pays costs only then.
     """
     if not strategies:
         raise ValueError("run_backtest needs at least one strategy")
@@ -110,6 +119,7 @@ def run_backtest(
     for name, positions in strategies.items():
         if np.shape(positions) != returns.shape:
             raise ValueError(f"strategy {name!r}: positions {np.shape(positions)} != asset_returns {returns.shape}")
+        positions = hold_between_rebalances(positions, rebalance_every)
         net = net_returns(positions, returns, active, cost_bps)
         weights = portfolio_weights(positions, active)
         results[name] = StrategyResult(
@@ -121,9 +131,32 @@ def run_backtest(
     return BacktestResult(
         main=main,
         strategies=results,
-        dates=None if dates is None else np.asarray(dates).astype("datetime64[D]"),
+        dates=None if dates is None else as_dates(np.asarray(dates)),
         cost_bps=float(cost_bps),
+        periods_per_year=float(periods_per_year),
+        rebalance_every=int(rebalance_every),
     )
+
+
+def as_dates(dates: np.ndarray) -> np.ndarray:
+    """Dates as datetime64[D], or datetime64[s] when they are intraday bars."""
+    unit, _ = np.datetime_data(dates.dtype)
+    return dates.astype("datetime64[D]" if unit in ("Y", "M", "W", "D") else "datetime64[s]")
+
+
+def hold_between_rebalances(positions: np.ndarray, every: int) -> np.ndarray:
+    """Positions `[T, A]` traded only at bars 0, N, 2N, ... and held in between (N = `every`).
+
+    The position held from bar t is the one decided at the last rebalance at or before t, so
+    holding stays causal; between rebalances nothing is traded, so nothing is paid.
+    """
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"rebalance_every must be a positive integer, got {every!r}")
+    pos = np.asarray(positions)
+    if every == 1:
+        return pos
+    last_rebalance = np.arange(pos.shape[0]) // every * every
+    return pos[last_rebalance]
 
 
 def equal_weight(mask: np.ndarray) -> np.ndarray:

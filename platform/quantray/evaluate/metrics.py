@@ -1,9 +1,11 @@
-"""Performance metrics of daily strategy returns, and net returns after trading costs.
+"""Performance metrics of per-bar strategy returns, and net returns after trading costs.
 
 Conventions (docs/evaluation.md has the formulas and references):
 - a position held at date t earns `next_return[t]`, the simple return from t to t+1 — the
   training objective's convention (quantray.train.losses);
-- risk-free rate 0; annualization with `periods_per_year` (252 trading days);
+- risk-free rate 0; annualization with `periods_per_year`: 252 (trading days) by default, the
+  data's bars per year when the caller knows them (`quantray.data.panel.bars_per_year`: 365 for
+  daily 24/7 markets, 8760 for hourly crypto, 1764 for hourly US stocks);
 - every metric is a finite float: undefined ratios (zero variance, no drawdown, fewer than two
   periods) are 0.0, and non-finite returns are dropped, so a degenerate strategy never raises
   or warns.
@@ -24,7 +26,7 @@ def performance(
     returns: np.ndarray,
     positions: np.ndarray | None = None,
     asset_returns: np.ndarray | None = None,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float = PERIODS_PER_YEAR,
 ) -> dict[str, float]:
     """Summary statistics of per-period returns `[T]`.
 
@@ -92,7 +94,7 @@ def portfolio_weights(positions: np.ndarray, mask: np.ndarray | None = None) -> 
     return np.where(active, _zero_non_finite(pos), 0.0) / n_active
 
 
-def rolling_sharpe(returns: np.ndarray, window: int = 63, periods_per_year: int = PERIODS_PER_YEAR) -> np.ndarray:
+def rolling_sharpe(returns: np.ndarray, window: int = 63, periods_per_year: float = PERIODS_PER_YEAR) -> np.ndarray:
     """Annualized Sharpe over each trailing `window` `[T]`: NaN before a full window, 0.0 where the
     window has no variance (non-finite returns count as 0)."""
     r = _zero_non_finite(np.asarray(returns, dtype=np.float64).reshape(-1))
@@ -126,7 +128,7 @@ def max_drawdown(returns: np.ndarray) -> float:
     return float(dd.max()) if dd.size else 0.0
 
 
-def annual_return(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def annual_return(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Compounded annual growth rate; −1.0 once the equity curve reaches zero, 0.0 when empty."""
     r = _finite(returns)
     if r.size == 0:
@@ -137,14 +139,14 @@ def annual_return(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR)
     return float(np.expm1(np.log(final) * periods_per_year / r.size))
 
 
-def annualized_sharpe(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def annualized_sharpe(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Annualized mean / sample standard deviation; 0.0 with fewer than 2 periods or no variance."""
     r = _finite(returns)
     std = sample_std(r)
     return float(r.mean() / std * np.sqrt(periods_per_year)) if std > 0.0 else 0.0
 
 
-def sortino_ratio(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def sortino_ratio(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Annualized mean / downside deviation sqrt(mean(min(r, 0)²)); 0.0 when there is no loss."""
     r = _finite(returns)
     if r.size < 2:
@@ -238,3 +240,61 @@ def _traded(pos: np.ndarray) -> np.ndarray:
 
 def _zero_non_finite(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# ---------------------------------------------------------------- classification and lead-lag
+
+
+def confusion_matrix(predicted: np.ndarray, actual: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """Counts `[n_classes, n_classes]`, row = actual class, column = predicted; labels < 0
+    (unknown) are left out."""
+    p = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    a = np.asarray(actual, dtype=np.int64).reshape(-1)
+    if p.shape != a.shape:
+        raise ValueError(f"predicted {np.shape(predicted)} and actual {np.shape(actual)} differ")
+    known = (a >= 0) & (p >= 0)
+    if (a[known] >= n_classes).any() or (p[known] >= n_classes).any():
+        raise ValueError(f"class labels must lie in 0..{n_classes - 1}")
+    return np.bincount(a[known] * n_classes + p[known], minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
+    """`accuracy`, `macro_f1` (the mean over classes of F1; a class never predicted nor present
+    scores 0) and `n` of a confusion matrix (row = actual)."""
+    c = np.asarray(confusion, dtype=np.float64)
+    n = c.sum()
+    if n == 0:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "n": 0.0}
+    hits = np.diag(c)
+    support, predicted = c.sum(axis=1), c.sum(axis=0)
+    denominator = support + predicted  # F1 = 2·TP / (2·TP + FP + FN) = 2·TP / (support + predicted)
+    f1 = np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0)
+    return {"accuracy": float(hits.sum() / n), "macro_f1": float(f1.mean()), "n": float(n)}
+
+
+def lagged_cross_correlations(returns: np.ndarray, max_lag: int) -> np.ndarray:
+    """`C [A, A, max_lag + 1]`: C[i, j, k] = corr(r_i[t], r_j[t − k]), how asset j's return k bars
+    earlier goes with asset i's now (j leads i at k > 0). Pearson over the dates where both are
+    finite; 0.0 where fewer than 3 such dates or no variance."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 2:
+        raise ValueError(f"returns must be [T, A], got shape {r.shape}")
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    T, A = r.shape
+    out = np.zeros((A, A, max_lag + 1))
+    for k in range(min(max_lag, T - 1) + 1):
+        now, before = r[k:], r[: T - k]  # row t of `now` is date t + k, of `before` date t
+        m_now, m_before = np.isfinite(now).astype(np.float64), np.isfinite(before).astype(np.float64)
+        x, y = np.nan_to_num(now) * m_now, np.nan_to_num(before) * m_before
+        # pairwise sums over the dates where both i (now) and j (before) are finite, as [A, A] products
+        count = m_now.T @ m_before
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx, my = (x.T @ m_before) / count, (m_now.T @ y) / count
+            cov = (x.T @ y) / count - mx * my
+            vx = ((x * x).T @ m_before) / count - mx * mx
+            vy = (m_now.T @ (y * y)) / count - my * my
+            corr = cov / np.sqrt(vx * vy)
+        ok = (count >= 3) & (vx > 1e-20) & (vy > 1e-20) & np.isfinite(corr)
+        out[:, :, k] = np.where(ok, np.clip(corr, -1.0, 1.0), 0.0)
+    return out

@@ -1,8 +1,10 @@
 """The backtest report: one self-contained HTML page plus its figures as PNG files beside it.
 
 Figures: equity curves against the baselines, drawdown, rolling Sharpe, the search's trial
-history, ensemble member weights and cross-asset attention. The optional ones are skipped when
-their input is missing. matplotlib is imported inside the plotting functions and drives the Agg
+history, ensemble member weights, cross-asset attention, and (`Diagnostics`) the lead-lag
+analysis: the lagged cross-correlations of the assets' returns and the model's lead-lag attention,
+one heatmap per lag; plus the classification metrics of a model's direction and barrier heads
+(accuracy, macro-F1, confusion matrix). The optional ones are skipped when their input is missing. matplotlib is imported inside the plotting functions and drives the Agg
 canvas directly (no pyplot state), so importing this module stays cheap.
 """
 
@@ -11,13 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
 from quantray.evaluate.backtest import BacktestResult
-from quantray.evaluate.metrics import COUNT_KEYS, rolling_sharpe
+from quantray.evaluate.metrics import COUNT_KEYS, classification_metrics, rolling_sharpe
 from quantray.workspace import write_bytes
 
 if TYPE_CHECKING:
@@ -25,6 +28,21 @@ if TYPE_CHECKING:
 
 ROLLING_WINDOW = 63  # about a quarter of trading days
 REPORT_NAME = "report.html"
+LEAD_LAG_MAX_ASSETS = 24  # heatmaps of more assets are unreadable: the first ones are drawn
+CLASS_NAMES: dict[str, tuple[str, str, str]] = {
+    "direction": ("down", "flat", "up"),
+    "barrier": ("lower", "vertical", "upper"),
+}
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What the report shows beyond the strategies, each part optional."""
+
+    asset_names: Sequence[str] = ()
+    lead_lag_data: np.ndarray | None = None  # [A, A, K+1] metrics.lagged_cross_correlations of the returns
+    lead_lag_attention: np.ndarray | None = None  # [A, A, K+1] the model's lead-lag attention (receiver, sender, lag)
+    confusion: Mapping[str, np.ndarray] = field(default_factory=dict)  # class head -> [3, 3], row = actual
 
 
 def write_report(
@@ -37,13 +55,15 @@ def write_report(
     attention: np.ndarray | None = None,
     asset_names: Sequence[str] | None = None,
     extra_metrics: Mapping[str, float | int | str] | None = None,
+    diagnostics: Diagnostics | None = None,
 ) -> Path:
     """Write `out_dir/report.html` and its PNGs; return the HTML path.
 
     `trial_history`: the trials' validation Sharpe in the order they ran (NaN = failed trial).
     `ensemble_weights`: member name -> weight. `attention [A, A]`: mean cross-asset attention,
     row = the asset attending, labelled by `asset_names`. `extra_metrics`: headline numbers such
-    as DSR, PSR and PBO, shown above the per-strategy table.
+    as DSR, PSR and PBO, shown above the per-strategy table. `diagnostics`: the lead-lag heatmaps
+    and the classification tables.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,12 +80,24 @@ def write_report(
     if attention is not None:
         caption = "Cross-asset attention (row attends to column)"
         figures.append(("attention.png", caption, lambda: _plot_attention(attention, asset_names)))
+    diagnostics = diagnostics or Diagnostics()
+    if diagnostics.lead_lag_data is not None:
+        caption = ("Lead-lag in the data: correlation of the row asset's return with the column asset's "
+                   "return k bars earlier")
+        figures.append(("lead_lag_data.png", caption,
+                        lambda: _plot_by_lag(diagnostics.lead_lag_data, diagnostics.asset_names, "RdBu_r", True)))
+    if diagnostics.lead_lag_attention is not None:
+        caption = "Lead-lag attention of the model: the row asset attends to the column asset's state k bars earlier"
+        figures.append(("lead_lag_attention.png", caption,
+                        lambda: _plot_by_lag(diagnostics.lead_lag_attention, diagnostics.asset_names, "viridis",
+                                             False)))
 
     sections = []
     for filename, caption, plot in figures:
         png = _png_bytes(plot())
         write_bytes(out_dir / filename, png)
         sections.append(_figure_html(filename, caption, png))
+    sections = _classification_html(diagnostics.confusion) + sections
     page = _page_html(title, result, extra_metrics or {}, sections)
     path = out_dir / REPORT_NAME
     write_bytes(path, page.encode("utf-8"))
@@ -110,7 +142,8 @@ def _plot_drawdown(result: BacktestResult) -> Figure:
 
 def _plot_rolling_sharpe(result: BacktestResult) -> Figure:
     fig = _strategy_lines(
-        result, lambda name: rolling_sharpe(result.strategies[name].net_returns, ROLLING_WINDOW), "Sharpe"
+        result, lambda name: rolling_sharpe(result.strategies[name].net_returns, ROLLING_WINDOW, result.periods_per_year),
+        "Sharpe",
     )
     fig.axes[0].axhline(0.0, color="black", linewidth=0.6)
     return fig
@@ -156,6 +189,34 @@ def _plot_attention(attention: np.ndarray, asset_names: Sequence[str] | None) ->
     ax.set_xlabel("attended asset")
     ax.set_ylabel("attending asset")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def _plot_by_lag(matrix: np.ndarray, asset_names: Sequence[str], cmap: str, symmetric: bool) -> Figure:
+    """One heatmap per lag of `matrix [A, A, K+1]` (row = receiver, column = sender), shared colour scale."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = np.asarray(matrix, dtype=np.float64)
+    if values.ndim != 3 or values.shape[0] != values.shape[1]:
+        raise ValueError(f"a lead-lag matrix must be [A, A, lags], got shape {values.shape}")
+    n = min(values.shape[0], LEAD_LAG_MAX_ASSETS)
+    values = values[:n, :n]
+    names = list(asset_names)[:n] if len(asset_names) >= n else [str(i) for i in range(n)]
+    lags = values.shape[2]
+    side = max(2.5, 0.22 * n + 1.2)
+    fig = Figure(figsize=(side * lags + 1.0, side + 0.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, lags, squeeze=False)[0]
+    top = float(np.abs(values).max()) or 1.0
+    low, high = (-top, top) if symmetric else (float(values.min()), float(values.max()) or 1.0)
+    image = None
+    for k, ax in enumerate(axes):
+        image = ax.imshow(values[:, :, k], cmap=cmap, vmin=low, vmax=high)
+        ax.set_title(f"lag {k}", fontsize=9)
+        ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), names if k == 0 else [""] * n, fontsize=7)
+    fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01)
     return fig
 
 
@@ -212,6 +273,23 @@ def _metrics_table(result: BacktestResult) -> str:
         for name, s in result.strategies.items()
     ]
     return _table(["strategy", *keys], rows)
+
+
+def _classification_html(confusion: Mapping[str, np.ndarray]) -> list[str]:
+    """Accuracy and macro-F1 per class head, and each head's confusion matrix (row = actual)."""
+    if not confusion:
+        return []
+    rows = []
+    for head, matrix in confusion.items():
+        scores = classification_metrics(matrix)
+        rows.append([head, _fmt(scores["accuracy"]), _fmt(scores["macro_f1"]), _fmt(scores["n"], count=True)])
+    parts = ["<h2>Classification heads (test block)</h2>", _table(["head", "accuracy", "macro-F1", "labels"], rows)]
+    for head, matrix in confusion.items():
+        names = CLASS_NAMES.get(head, tuple(str(i) for i in range(len(matrix))))
+        body = [[f"actual {names[i]}", *(str(int(v)) for v in matrix[i])] for i in range(len(matrix))]
+        parts += [f"<h3>{html.escape(head)}: confusion matrix</h3>",
+                  _table(["", *(f"predicted {name}" for name in names)], body)]
+    return parts
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -1,7 +1,7 @@
 """Every recipe's options: one frozen dataclass each, the only place their defaults and help live.
 
 `quantray.config.add_options` turns one into command-line flags (`tune`, `ensemble`, `backtest`,
-`quickstart`), and `quantray.config.to_arguments` turns it back into flags for a job that runs
+`train`, `quickstart`), and `quantray.config.to_arguments` turns it back into flags for a job that runs
 the command elsewhere (`submit`). This module imports nothing heavy, so `quantray --help` is fast.
 """
 
@@ -60,9 +60,14 @@ class EnsembleOptions:
 class BacktestOptions:
     data: str | None = option(None, "data source (default: the model's own)", metavar="SOURCE")
     cost_bps: float | None = option(None, "cost per unit of turnover in bps (default: the model's)")
+    rebalance_every: int = option(1, "trade every N bars and hold the positions in between (costs only then)")
     out: Path | None = option(None, "report folder (default ./.quantray/reports/NAME-VERSION/)")
     tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
                                             "store under ./.quantray/)")
+
+    def __post_init__(self) -> None:
+        if self.rebalance_every < 1:
+            raise BadInput(f"--rebalance-every: must be at least 1, got {self.rebalance_every}")
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,18 @@ class WalkForwardOptions:
     out: Path | None = option(None, "output folder (default ./.quantray/walkforward/EXPERIMENT/)")
     no_register: bool = option(False, "do not register the last fold's ensemble in MLflow (by default it is, "
                                       "with the stitched record's DSR and PBO for `quantray promote` to judge)")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """`quantray train CONFIG.yaml`: one fixed configuration, trained in this process."""
+
+    data: str | None = option(None, "data source overriding the config's (synthetic[:k=v,..], bundled:NAME, "
+                                    "yfinance:T1,T2, csv:DIR, parquet:PATH)", metavar="SOURCE")
+    epochs: int | None = option(None, "epochs overriding the config's optim.epochs")
+    out: Path | None = option(None, "output folder (default ./.quantray/train/NAME-TIMESTAMP/)")
+    device: str = option("auto", "torch device: auto (cuda when there is one), cpu, cuda, cuda:1, ...")
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.epochs < 1:
+            raise BadInput(f"--epochs: must be at least 1, got {self.epochs}")

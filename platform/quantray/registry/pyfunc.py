@@ -60,7 +60,7 @@ def panel_frame(panel: Panel) -> pd.DataFrame:
     """A Panel as the model's input: one row per traded (date, asset), dates as ISO strings."""
     t, a = np.nonzero(panel.mask)
     frame = pd.DataFrame({
-        "date": np.datetime_as_string(panel.dates[t], unit="D"),
+        "date": np.datetime_as_string(panel.dates[t]),  # days, or seconds for intraday bars
         "asset": np.asarray(panel.assets, dtype=object)[a],
     })
     for c, name in enumerate(panel.fields):
@@ -72,7 +72,7 @@ def prediction_frame(prediction: Prediction) -> pd.DataFrame:
     """Long rows (date, asset, position[, emb_i]) in date-major order."""
     n_dates, n_assets = prediction.positions.shape
     frame = pd.DataFrame({
-        "date": np.repeat(np.datetime_as_string(prediction.dates, unit="D"), n_assets),
+        "date": np.repeat(np.datetime_as_string(prediction.dates), n_assets),
         "asset": np.tile(np.asarray(prediction.assets, dtype=object), n_dates),
         "position": prediction.positions.reshape(-1).astype(np.float64),
     })

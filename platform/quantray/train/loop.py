@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from quantray.config import TrainConfig
+from quantray.data.panel import bars_per_year
 from quantray.data.pipeline import Prepared
 from quantray.data.windows import Windows
-from quantray.evaluate.metrics import net_returns, performance
+from quantray.evaluate.metrics import PERIODS_PER_YEAR, net_returns, performance
 from quantray.workspace import atomic_dir
 from quantray.train.checkpoint import build_model, save_checkpoint, unwrap
 
@@ -74,6 +75,7 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
     model = session.prepare_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     val_windows = data.windows("val", fold)
+    periods_per_year = bars_per_year(data.panel.dates, config.data.bars_per_year)  # annualizes val_sharpe
 
     with tempfile.TemporaryDirectory(prefix="quantray-best-") as scratch:
         best_dir = Path(scratch) / BEST_DIR
@@ -98,7 +100,7 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
                 optimizer.step()
                 train_losses.append(loss.item())
 
-            evaluation = evaluate(unwrap(model), val_windows, config, session.device)
+            evaluation = evaluate(unwrap(model), val_windows, config, session.device, periods_per_year)
             metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(train_losses)) if train_losses else math.nan}
             metrics.update(evaluation.metrics)
             if metrics["val_sharpe"] > best_sharpe:
@@ -125,7 +127,8 @@ class Evaluation:
     positions: np.ndarray  # [T, A]
 
 
-def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, device: str = "cpu") -> Evaluation:
+def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, device: str = "cpu",
+             periods_per_year: float = PERIODS_PER_YEAR) -> Evaluation:
     """Validation metrics of `model` on a block: net Sharpe after costs, IC, hit rate, loss.
 
     One forward pass over the whole block gives both the positions and the objective's loss."""
@@ -141,7 +144,7 @@ def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, de
         loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
     positions = out.position.float().cpu().numpy()
     returns = net_returns(positions, everything["next_return"], everything["mask"], config.data.cost_bps)
-    perf = performance(returns, positions, everything["next_return"])
+    perf = performance(returns, positions, everything["next_return"], periods_per_year)
     metrics = {
         "val_sharpe": _finite(perf["sharpe"]),
         "val_ic": _finite(perf["ic"]),
