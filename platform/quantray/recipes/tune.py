@@ -15,6 +15,7 @@ from pathlib import Path
 from quantray import models
 from quantray.config import to_dict
 from quantray.data.pipeline import Prepared, prepare
+from quantray.data.sources import absolute_source
 from quantray.errors import BadInput
 from quantray.tune.results import load_trials
 from quantray.tune.search import connect, experiment_name, scheduler, searcher, trial_resources, with_overrides
@@ -51,6 +52,7 @@ class TuneSummary:
 
 def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSummary:
     """Run (or resume) a search and summarize it. Bad input fails before Ray starts."""
+    options = with_absolute_paths(options)
     space = with_overrides(load_space(space_path), trials=options.trials,
                            workers_per_trial=options.workers_per_trial, gpus_per_trial=options.gpus_per_trial)
     data_config = dataclasses.replace(space.data, source=options.data) if options.data else space.data
@@ -65,6 +67,19 @@ def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSumm
     tuner = _tuner(space, options, storage, experiment)
     tuner.fit()
     return _summary(experiment, storage, time.monotonic() - started)
+
+
+def with_absolute_paths(options: TuneOptions, base: Path | None = None) -> TuneOptions:
+    """`options` with a relative `--data csv:`/`parquet:` path and `--storage` made absolute against
+    `base` (default: the working directory, where the user typed them). Trials run in other
+    working directories, so every recipe that hands a source to Ray calls this first; a path
+    inside a space file is resolved against the file's folder by `load_space`."""
+    base = base or Path.cwd()
+    return dataclasses.replace(
+        options,
+        data=absolute_source(options.data, base) if options.data else options.data,
+        storage=(base / options.storage).resolve() if options.storage else options.storage,
+    )
 
 
 def check_features(space: SearchSpace, prepared: Prepared) -> None:
