@@ -172,6 +172,7 @@ def submit_entrypoint(
     job_id: str,
     spaces: tuple[Path, ...] = (),
     extra_env: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Submitted:
     """Stage the project, check the dashboard answers, and submit `entrypoint` as job `job_id`."""
     dashboard.check_reachable(address, token)
@@ -183,7 +184,7 @@ def submit_entrypoint(
             entrypoint=entrypoint,
             submission_id=job_id,
             runtime_env=runtime_env(working_dir, extra_env),
-            metadata={"submitted_by": "quantray"},
+            metadata={"submitted_by": "quantray", **(metadata or {})},
         )
     return Submitted(job_id=submitted, address=address, upload_bytes=size)
 
@@ -199,7 +200,23 @@ def submit_tune(address: str, token: str | None, space: Path, options: TuneOptio
     """Submit `quantray tune SPACE ...` as a Ray job; the space travels with the project copy."""
     validate_space(space)
     entrypoint = cli_entrypoint(tune_arguments(space_in_job(space), options))
-    return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=submission_id(space, now), spaces=(space,))
+    job_id = submission_id(space, now)
+    return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=job_id, spaces=(space,),
+                             metadata=job_metadata(space, options, job_id))
+
+
+def job_metadata(space: Path, options: TuneOptions, job_id: str) -> dict[str, str]:
+    """What the dashboard's job page shows: the experiment, the space, the data and the budget."""
+    loaded = load_space(space)
+    return {
+        "experiment": options.experiment or f"{loaded.name}-<start time> (chosen by the job)",
+        "space": space.name,
+        "data": options.data or loaded.data.source,
+        "trials": str(options.trials or loaded.budget.trials),
+        "concurrency": str(loaded.budget.concurrency),
+        "epochs_per_trial": str(loaded.epochs),
+        "submission_id": job_id,
+    }
 
 
 def list_jobs(address: str, token: str | None) -> list[dict[str, Any]]:

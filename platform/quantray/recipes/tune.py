@@ -21,6 +21,7 @@ from quantray.tune.results import load_trials
 from quantray.tune.search import connect, experiment_name, scheduler, searcher, trial_resources, with_overrides
 from quantray.tune.space import SearchSpace, load_space
 from quantray.tune.trial import trial_main
+from quantray.recipes.console import Console, libraries_logging_to, new_log_path
 from quantray.recipes.options import TuneOptions
 from quantray.workspace import tracking_uri, tune_storage
 
@@ -50,8 +51,17 @@ class TuneSummary:
         return lines
 
 
-def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSummary:
-    """Run (or resume) a search and summarize it. Bad input fails before Ray starts."""
+def run_tune(space_path: Path, options: TuneOptions = TuneOptions(), console: Console | None = None) -> TuneSummary:
+    """Run (or resume) a search and summarize it. Bad input fails before Ray starts.
+
+    quantray's progress goes to `console`; without one, Ray's, Tune's and MLflow's own output goes
+    to a log file under the workspace (its path printed first) and quantray's lines to the terminal.
+    """
+    if console is None:
+        log = new_log_path("tune")
+        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
+        with libraries_logging_to(log) as console:
+            return run_tune(space_path, options, console)
     options = with_absolute_paths(options)
     space = with_overrides(load_space(space_path), trials=options.trials,
                            workers_per_trial=options.workers_per_trial, gpus_per_trial=options.gpus_per_trial)
@@ -60,11 +70,11 @@ def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSumm
     storage = (options.storage or tune_storage()).resolve()  # Ray reads a relative path as a URI
     experiment = experiment_name(space, storage, name=options.experiment, resume=options.resume)
     print(f"experiment {experiment}: {space.budget.trials} trials, {space.budget.concurrency} at a time, "
-          f"results under {storage / experiment}", flush=True)
+          f"results under {storage / experiment}", file=console.stream, flush=True)
 
     started = time.monotonic()
     connect(options.address, dashboard=space.resources.workers > 1)
-    tuner = _tuner(space, options, storage, experiment)
+    tuner = _tuner(space, options, storage, experiment, console)
     tuner.fit()
     return _summary(experiment, storage, time.monotonic() - started)
 
@@ -90,7 +100,8 @@ def check_features(space: SearchSpace, prepared: Prepared) -> None:
                            f"from '{models.RETURN_FEATURE}', which these features lack")
 
 
-def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str):  # -> ray.tune.Tuner
+def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str,
+           console: Console):  # -> ray.tune.Tuner
     from ray import tune  # lazy: ray is heavy
 
     from quantray.registry.tracking import MlflowTrialLogger  # lazy: imports ray.tune and MLflow
@@ -108,7 +119,8 @@ def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: 
     run_config = tune.RunConfig(
         name=experiment,
         storage_path=str(storage),
-        callbacks=[logger, ProgressPrinter(total_trials=space.budget.trials, epochs=space.epochs),
+        callbacks=[logger, ProgressPrinter(total_trials=space.budget.trials, epochs=space.epochs, stream=console.stream,
+                                           log=console.log),
                    TrainerPlacementGroupReaper()],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),  # a NaN trial fails alone
@@ -149,3 +161,4 @@ def _summary(experiment: str, storage: Path, seconds: float) -> TuneSummary:
         best_checkpoint=best.checkpoint if best else None,
         seconds=seconds,
     )
+
