@@ -3,6 +3,7 @@ loading the champion in a fresh process."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 QUANTRAY = Path(sys.executable).with_name("quantray")
 NAME = "registry-test"
+PASSING_SHARPES = {"test_sharpe": 1.0, "equal_weight_test_sharpe": 0.4, "time_series_momentum_test_sharpe": 0.2}
 
 
 def fit_ensemble(prepared: Prepared, member_dirs: list[Path], method: str) -> Ensemble:
@@ -42,19 +44,19 @@ def versions(mlflow_process, prepared: Prepared, member_dirs: list[Path], mlflow
 
     (The server starts first and the members train while it comes up.)"""
     root = tmp_path_factory.mktemp("ensembles")
-    ensembles, registered = {}, {}
+    ensembles, registered, dirs = {}, {}, {}
     for version, (method, dsr, pbo) in enumerate([("greedy", 0.97, 0.2), ("attention", 0.99, 0.3)], start=1):
         ensemble = fit_ensemble(prepared, member_dirs, method)
         directory = save_ensemble(root / method, ensemble)
         report = root / f"report-{method}"
         report.mkdir()
         (report / "report.html").write_text("<html>report</html>")
-        mv = register_ensemble(directory, name=NAME, metrics={"dsr": dsr, "pbo": pbo, "test_sharpe": 1.0},
+        mv = register_ensemble(directory, name=NAME, metrics={"dsr": dsr, "pbo": pbo, **PASSING_SHARPES},
                                config={"method": method, "data": {"lookback": 16}}, report_dir=report,
                                tracking_uri=mlflow_server, experiment="registry-tests", run_name=f"ensemble-{method}")
         assert mv.version == str(version)
-        ensembles[mv.version], registered[mv.version] = ensemble, mv
-    return {"ensembles": ensembles, "versions": registered}
+        ensembles[mv.version], registered[mv.version], dirs[mv.version] = ensemble, mv, directory
+    return {"ensembles": ensembles, "versions": registered, "dirs": dirs}
 
 
 def aliases(uri: str) -> dict[str, str]:
@@ -173,3 +175,68 @@ def test_the_registered_model_predicts_what_training_measured(mlflow_server: str
     test = prepared.windows("test")
     measured = versions["ensembles"][version].model.run(test).positions
     np.testing.assert_array_equal(served[test.dates_idx], measured)
+
+
+def test_the_model_is_logged_as_code_and_loads_without_unpickling(mlflow_server: str, versions: dict,
+                                                                  tmp_path: Path) -> None:
+    """MLflow warns that a pickled python_model "may execute arbitrary code during deserialization"."""
+    import warnings
+
+    from mlflow.models import Model
+
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = records.append  # MLflow's logger does not propagate to pytest's caplog
+    logging.getLogger("mlflow").addHandler(listener)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mv = register_ensemble(versions["dirs"]["1"], name=f"{NAME}-code", metrics={"dsr": 0.99},
+                                   config={}, report_dir=None, tracking_uri=mlflow_server, experiment="registry-tests")
+            pyfunc = store.load(f"models:/{mv.name}/{mv.version}", tracking_uri=mlflow_server)
+    finally:
+        logging.getLogger("mlflow").removeHandler(listener)
+    said = "\n".join([r.getMessage() for r in records] + [str(w.message) for w in caught])
+    assert "arbitrary code" not in said and "CloudPickle" not in said, said
+
+    import mlflow.artifacts
+
+    with store.using_tracking_uri(mlflow_server):
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=str(tmp_path)))
+    files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert "MLmodel" in files and not any(f.endswith(".pkl") for f in files), files
+    flavor = Model.load(str(local / "MLmodel")).flavors["python_function"]
+    assert flavor.get("model_code_path", "").endswith("model_code.py"), flavor
+    ensemble = pyfunc.unwrap_python_model().ensemble  # what `quantray backtest` reads
+    assert ensemble.member_ids == versions["ensembles"]["1"].member_ids
+
+
+def test_two_promotions_at_once_keep_champion_and_previous_consistent(mlflow_server: str, versions: dict) -> None:
+    """Both promotions land, one after the other: whichever is champion, the other is `previous`."""
+    import threading
+
+    name = f"{NAME}-race"
+    for _ in range(3):
+        register_ensemble(versions["dirs"]["1"], name=name, metrics={"dsr": 0.99, "pbo": 0.1, **PASSING_SHARPES},
+                          config={}, report_dir=None, tracking_uri=mlflow_server, experiment="registry-tests")
+    client = store.client_for(mlflow_server)
+    for round_ in range(4):
+        client.set_registered_model_alias(name, "champion", "1")
+        client.delete_registered_model_alias(name, "previous")
+        start = threading.Barrier(2)
+        outcomes: dict[str, object] = {}
+
+        def promote_now(version: str) -> None:
+            start.wait()
+            outcomes[version] = promote(f"models:/{name}/{version}", tracking_uri=mlflow_server)
+
+        threads = [threading.Thread(target=promote_now, args=(v,)) for v in ("2", "3")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        state = dict(client.get_registered_model(name).aliases)
+        assert {state["champion"], state["previous"]} == {"2", "3"}, f"round {round_}: {state}"
+        # each promotion reports the version it really demoted
+        assert sorted(r.previous_version for r in outcomes.values()) == ["1", state["previous"]], outcomes
+    assert not client.search_registered_models(f"name = '{store.lock_name(name)}'")  # released

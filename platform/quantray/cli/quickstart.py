@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from quantray.recipes.quickstart import run_quickstart  # lazy: ray, torch, mlflow
 
     outcome = run_quickstart(options_from(QuickstartOptions, args), options_from(TuneOptions, args),
-                             options_from(EnsembleOptions, args), say=lambda line: print(line, flush=True))
+                             options_from(EnsembleOptions, args))
     if outcome.ensemble is None:
         print("quantray: no trial finished an epoch; nothing to ensemble", file=sys.stderr)
         return 1

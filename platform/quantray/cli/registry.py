@@ -20,14 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "promote",
         help="point the champion alias at a model version, when it passes the gates",
         description="Move ALIAS (default champion) to MODEL_URI (models:/NAME/VERSION or models:/NAME@ALIAS) "
-                    "when its run's Deflated Sharpe Ratio is at least --min-dsr and its Probability of "
-                    "Backtest Overfitting at most --max-pbo. The old holder of the alias becomes 'previous'. "
+                    "when its run's Deflated Sharpe Ratio is at least --min-dsr and its test Sharpe beats the "
+                    "best simple baseline by --min-excess-sharpe (and, with --max-pbo, its Probability of "
+                    "Backtest Overfitting is at most that). The old holder of the alias becomes 'previous'. "
                     "A refused promotion exits 3 and leaves the aliases as they were.",
     )
     promote.add_argument("model_uri", metavar="MODEL_URI")
     promote.add_argument("--alias", default="champion", help="alias to move (default champion)")
     promote.add_argument("--min-dsr", type=float, help="gate: minimum DSR (default: the gates' own)")
-    promote.add_argument("--max-pbo", type=float, help="gate: maximum PBO (default: the gates' own)")
+    promote.add_argument("--min-excess-sharpe", type=float,
+                         help="gate: minimum test Sharpe over the best baseline (default: the gates' own)")
+    promote.add_argument("--max-pbo", type=float, help="gate: maximum PBO (default: no PBO gate)")
     promote.add_argument("--force", action="store_true", help="promote even when a gate fails (says so on stderr)")
     promote.add_argument("--tracking-uri", help=TRACKING_HELP)
     promote.set_defaults(handler=run_promote)
@@ -59,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    thresholds = {k: v for k, v in (("min_dsr", args.min_dsr), ("max_pbo", args.max_pbo)) if v is not None}
+    thresholds = {k: v for k, v in (("min_dsr", args.min_dsr), ("min_excess_sharpe", args.min_excess_sharpe),
+                                    ("max_pbo", args.max_pbo)) if v is not None}
     result = promote(args.model_uri, alias=args.alias, gates=Gates(**thresholds), force=args.force,
                      tracking_uri=args.tracking_uri)
     if not result.promoted:

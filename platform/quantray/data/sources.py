@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +41,32 @@ def load_panel(source: str) -> Panel:
     if scheme not in loaders:
         raise BadInput(f"source '{source}': unknown scheme '{scheme}' (expected one of: {', '.join(SCHEMES)})")
     return loaders[scheme](rest.strip(), source)
+
+
+FILE_SCHEMES: tuple[str, ...] = ("csv", "parquet")  # the schemes whose rest is a path
+
+
+def is_file_source(source: str) -> bool:
+    """Whether `source` names a file or folder (csv:, parquet:)."""
+    return source.partition(":")[0].strip().lower() in FILE_SCHEMES
+
+
+def absolute_source(source: str, base: Path | str | None = None) -> str:
+    """`source` with a relative `csv:`/`parquet:` path made absolute against `base` (default: the
+    working directory); every other source unchanged.
+
+    Resolve where the user typed the path: Ray runs trials in other working directories, so a
+    relative path that reaches a trial names nothing. A path in a space file is relative to the
+    space file's folder (pass it as `base`).
+    """
+    scheme, colon, rest = source.partition(":")
+    location = rest.strip()
+    if not colon or scheme.strip().lower() not in FILE_SCHEMES or not location:
+        return source
+    path = Path(location).expanduser()
+    if not path.is_absolute():
+        path = Path(base if base is not None else Path.cwd()).expanduser() / path
+    return f"{scheme.strip()}:{Path(os.path.abspath(path))}"
 
 
 # --- synthetic --------------------------------------------------------------------------------

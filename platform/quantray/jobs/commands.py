@@ -157,6 +157,7 @@ def submit_command(args: argparse.Namespace) -> int:
     address = dashboard.resolve_address(args.address, root)
     token = dashboard.resolve_token(address, args.token_env, root)
     options = submit.with_local_defaults(options, address, root)
+    options = submit.with_job_data(args.space, options, cluster_sees_local_files=submit.is_local_head(address, root))
     submitted = submit.submit_tune(address, token, args.space, options)
     print(f"submitted  {submitted.job_id}  ({submitted.upload_bytes / 1e6:.1f} MB working dir)")
     print(f"dashboard  {address}/#/jobs/{submitted.job_id}")
@@ -166,6 +167,7 @@ def submit_command(args: argparse.Namespace) -> int:
 
 
 def submit_to_kubernetes(args: argparse.Namespace, options: TuneOptions) -> int:
+    options = submit.with_job_data(args.space, options, cluster_sees_local_files=False)
     request = k8s.submit_tune(args.space, options, namespace=args.namespace, image=args.image or k8s.DEFAULT_IMAGE,
                               release=args.release)
     print(f"created RayJob {request.namespace}/{request.name} (space in ConfigMap {request.space_configmap})")

@@ -44,19 +44,56 @@ def tune_arguments(space_in_job: str, options: TuneOptions) -> list[str]:
     return ["tune", space_in_job, "--address", "auto", *to_arguments(options, skip=("address",))]
 
 
+def is_local_head(address: str, root: Path) -> bool:
+    """Whether `address` is the head `quantray cluster start` runs on this machine (it sees our files)."""
+    state = local.read_state(root)
+    return state is not None and local.is_running(state) and state.dashboard_url == address
+
+
 def with_local_defaults(options: TuneOptions, address: str, root: Path) -> TuneOptions:
     """For the head `quantray cluster start` runs here, keep results where local runs keep theirs.
 
     Elsewhere the job's defaults apply: its directory, and the cluster's MLFLOW_TRACKING_URI.
     """
-    state = local.read_state(root)
-    if state is None or not local.is_running(state) or state.dashboard_url != address:
+    if not is_local_head(address, root):
         return options
     return dataclasses.replace(
         options,
         tracking_uri=options.tracking_uri or tracking_uri(None),
         storage=(options.storage or root / tune_storage()).resolve(),
     )
+
+
+def with_job_data(space: Path, options: TuneOptions, *, cluster_sees_local_files: bool) -> TuneOptions:
+    """The options a job gets for a `csv:`/`parquet:` source, from `--data` or the space file.
+
+    A cluster on this machine reads the path made absolute where it was typed (the working
+    directory for `--data`, the space file's folder for the space's own). Any other cluster cannot
+    see a relative path here: refused in one line. An absolute path travels as the cluster's path
+    (say, a shared mount), and the job's driver checks it before any trial starts.
+    """
+    from quantray.data.sources import absolute_source, is_file_source  # lazy: pandas; the CLI imports us at start
+
+    validate_space(space)
+    typed, base, key = options.data, Path.cwd(), "--data"
+    if typed is None:
+        typed, base, key = space_source(space), space.parent, f"{space}: key 'data.source'"
+    if typed is None or not is_file_source(typed):
+        return options
+    if cluster_sees_local_files:
+        return dataclasses.replace(options, data=absolute_source(typed, base))
+    if not Path(typed.partition(":")[2].strip()).expanduser().is_absolute():
+        raise BadInput(f"{key}: '{typed}' is a path on this machine, which the cluster cannot see; copy the data "
+                       "where every node can read it and give that absolute path")
+    return options
+
+
+def space_source(space: Path) -> str | None:
+    """`data.source` as written in the space file (load_space makes a relative path absolute)."""
+    import yaml  # lazy: only submit reads the raw file
+
+    source = ((yaml.safe_load(space.read_text()) or {}).get("data") or {}).get("source")
+    return source if isinstance(source, str) else None
 
 
 def cli_entrypoint(arguments: list[str]) -> str:
@@ -135,6 +172,7 @@ def submit_entrypoint(
     job_id: str,
     spaces: tuple[Path, ...] = (),
     extra_env: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Submitted:
     """Stage the project, check the dashboard answers, and submit `entrypoint` as job `job_id`."""
     dashboard.check_reachable(address, token)
@@ -146,7 +184,7 @@ def submit_entrypoint(
             entrypoint=entrypoint,
             submission_id=job_id,
             runtime_env=runtime_env(working_dir, extra_env),
-            metadata={"submitted_by": "quantray"},
+            metadata={"submitted_by": "quantray", **(metadata or {})},
         )
     return Submitted(job_id=submitted, address=address, upload_bytes=size)
 
@@ -162,7 +200,23 @@ def submit_tune(address: str, token: str | None, space: Path, options: TuneOptio
     """Submit `quantray tune SPACE ...` as a Ray job; the space travels with the project copy."""
     validate_space(space)
     entrypoint = cli_entrypoint(tune_arguments(space_in_job(space), options))
-    return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=submission_id(space, now), spaces=(space,))
+    job_id = submission_id(space, now)
+    return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=job_id, spaces=(space,),
+                             metadata=job_metadata(space, options, job_id))
+
+
+def job_metadata(space: Path, options: TuneOptions, job_id: str) -> dict[str, str]:
+    """What the dashboard's job page shows: the experiment, the space, the data and the budget."""
+    loaded = load_space(space)
+    return {
+        "experiment": options.experiment or f"{loaded.name}-<start time> (chosen by the job)",
+        "space": space.name,
+        "data": options.data or loaded.data.source,
+        "trials": str(options.trials or loaded.budget.trials),
+        "concurrency": str(loaded.budget.concurrency),
+        "epochs_per_trial": str(loaded.epochs),
+        "submission_id": job_id,
+    }
 
 
 def list_jobs(address: str, token: str | None) -> list[dict[str, Any]]:

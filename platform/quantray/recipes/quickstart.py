@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from quantray.errors import BadInput
+from quantray.recipes.console import Console, libraries_logging_to, new_log_path
 from quantray.recipes.ensemble import EnsembleOptions, EnsembleResult, run_ensemble
-from quantray.recipes.tune import TuneOptions, TuneSummary, run_tune
+from quantray.recipes.tune import TuneOptions, TuneSummary, run_tune, with_absolute_paths
 from quantray.recipes.options import QUICKSTART_SPACE, QuickstartOptions
 from quantray.registry.store import PromotionResult, promote
 from quantray.workspace import tracking_uri, tune_storage
@@ -38,16 +38,26 @@ def default_space() -> Path:
 
 
 def run_quickstart(options: QuickstartOptions = QuickstartOptions(), tune: TuneOptions = TuneOptions(),
-                   ensemble: EnsembleOptions = EnsembleOptions(),
-                   say: Callable[[str], None] = print) -> QuickstartResult:
-    """Tune, ensemble the best trials, promote when the gates pass; `say` reports each stage."""
+                   ensemble: EnsembleOptions = EnsembleOptions(), console: Console | None = None) -> QuickstartResult:
+    """Tune, ensemble the best trials, promote when the gates pass, reporting each stage on `console`.
+
+    Without a console, Ray's, Tune's and MLflow's output goes to a log file under the workspace
+    (its path printed first) and quantray's lines to the terminal.
+    """
+    if console is None:
+        log = new_log_path("quickstart")
+        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
+        with libraries_logging_to(log) as console:
+            return run_quickstart(options, tune, ensemble, console)
+    say = console.say
+    tune = with_absolute_paths(tune)
     uri = tracking_uri(tune.tracking_uri)
     storage = (tune.storage or tune_storage()).resolve()
     tune = dataclasses.replace(tune, tracking_uri=uri, storage=storage)
     ensemble = dataclasses.replace(ensemble, tracking_uri=uri, storage=storage)
 
     say("== 1/3 tune")
-    summary = run_tune(options.space or default_space(), tune)
+    summary = run_tune(options.space or default_space(), tune, console)
     say("\n".join(summary.lines()))
     if summary.best_trial is None:
         return QuickstartResult(summary, None, None)

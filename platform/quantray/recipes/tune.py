@@ -15,11 +15,13 @@ from pathlib import Path
 from quantray import models
 from quantray.config import to_dict
 from quantray.data.pipeline import Prepared, prepare
+from quantray.data.sources import absolute_source
 from quantray.errors import BadInput
 from quantray.tune.results import load_trials
 from quantray.tune.search import connect, experiment_name, scheduler, searcher, trial_resources, with_overrides
 from quantray.tune.space import SearchSpace, load_space
 from quantray.tune.trial import trial_main
+from quantray.recipes.console import Console, libraries_logging_to, new_log_path
 from quantray.recipes.options import TuneOptions
 from quantray.workspace import tracking_uri, tune_storage
 
@@ -49,30 +51,53 @@ class TuneSummary:
         return lines
 
 
-def run_tune(space_path: Path, options: TuneOptions = TuneOptions()) -> TuneSummary:
-    """Run (or resume) a search and summarize it. Bad input fails before Ray starts."""
+def run_tune(space_path: Path, options: TuneOptions = TuneOptions(), console: Console | None = None) -> TuneSummary:
+    """Run (or resume) a search and summarize it. Bad input fails before Ray starts.
+
+    quantray's progress goes to `console`; without one, Ray's, Tune's and MLflow's own output goes
+    to a log file under the workspace (its path printed first) and quantray's lines to the terminal.
+    """
+    if console is None:
+        log = new_log_path("tune")
+        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
+        with libraries_logging_to(log) as console:
+            return run_tune(space_path, options, console)
+    options = with_absolute_paths(options)
     space = with_overrides(load_space(space_path), trials=options.trials,
                            workers_per_trial=options.workers_per_trial, gpus_per_trial=options.gpus_per_trial)
     data_config = dataclasses.replace(space.data, source=options.data) if options.data else space.data
     check_features(space, prepare(data_config))  # the source, its history and features, before any trial
     storage = (options.storage or tune_storage()).resolve()  # Ray reads a relative path as a URI
     experiment = experiment_name(space, storage, name=options.experiment, resume=options.resume)
-    return run_search(space, options, storage, experiment)
+    return run_search(space, options, storage, experiment, console)
 
 
-def run_search(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str, *,
+def run_search(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str, console: Console, *,
                mlflow_experiment: str | None = None, parent_run_id: str | None = None) -> TuneSummary:
     """Run the search of a validated `space` as Tune experiment `experiment` under `storage`.
 
     Trials are logged to MLflow experiment `mlflow_experiment` (default: `experiment`), nested
     under `parent_run_id` when given (a walk-forward fold)."""
     print(f"experiment {experiment}: {space.budget.trials} trials, {space.budget.concurrency} at a time, "
-          f"results under {storage / experiment}", flush=True)
+          f"results under {storage / experiment}", file=console.stream, flush=True)
     started = time.monotonic()
     connect(options.address, dashboard=space.resources.workers > 1)
-    tuner = _tuner(space, options, storage, experiment, mlflow_experiment or experiment, parent_run_id)
+    tuner = _tuner(space, options, storage, experiment, console, mlflow_experiment or experiment, parent_run_id)
     tuner.fit()
     return _summary(experiment, storage, time.monotonic() - started)
+
+
+def with_absolute_paths(options: TuneOptions, base: Path | None = None) -> TuneOptions:
+    """`options` with a relative `--data csv:`/`parquet:` path and `--storage` made absolute against
+    `base` (default: the working directory, where the user typed them). Trials run in other
+    working directories, so every recipe that hands a source to Ray calls this first; a path
+    inside a space file is resolved against the file's folder by `load_space`."""
+    base = base or Path.cwd()
+    return dataclasses.replace(
+        options,
+        data=absolute_source(options.data, base) if options.data else options.data,
+        storage=(base / options.storage).resolve() if options.storage else options.storage,
+    )
 
 
 def check_features(space: SearchSpace, prepared: Prepared) -> None:
@@ -84,7 +109,7 @@ def check_features(space: SearchSpace, prepared: Prepared) -> None:
 
 
 def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: str,  # -> ray.tune.Tuner
-           mlflow_experiment: str, parent_run_id: str | None):
+           console: Console, mlflow_experiment: str, parent_run_id: str | None):
     from ray import tune  # lazy: ray is heavy
 
     from quantray.registry.tracking import MlflowTrialLogger  # lazy: imports ray.tune and MLflow
@@ -103,7 +128,8 @@ def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: 
     run_config = tune.RunConfig(
         name=experiment,
         storage_path=str(storage),
-        callbacks=[logger, ProgressPrinter(total_trials=space.budget.trials, epochs=space.epochs),
+        callbacks=[logger, ProgressPrinter(total_trials=space.budget.trials, epochs=space.epochs, stream=console.stream,
+                                           log=console.log),
                    TrainerPlacementGroupReaper()],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),  # a NaN trial fails alone
@@ -144,3 +170,4 @@ def _summary(experiment: str, storage: Path, seconds: float) -> TuneSummary:
         best_checkpoint=best.checkpoint if best else None,
         seconds=seconds,
     )
+

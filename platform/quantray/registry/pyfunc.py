@@ -5,8 +5,10 @@ and optionally `volume` (floats). Output: `date`, `asset`, `position` and, with 
 `embeddings=True`, the fused embedding as `emb_0 .. emb_{E-1}`. Every date of the input gets a
 row; positions are 0 until an asset has `lookback` dates of features.
 
-The model's code is the installed `quantray` package (the pickled model refers to this module by
-name), so whoever loads the model needs quantray installed: `quantray==<version>` is recorded in
+The model is logged as code (MLflow's models-from-code): the model holds `model_code.py`, which
+names `QuantrayEnsembleModel` of the installed `quantray` package, and the ensemble directory as an
+artifact; loading runs that file and unpickles no Python object. Whoever loads the model needs
+quantray installed: `quantray==<version>` is recorded in
 the model's requirements, but quantray is not on PyPI, so serve with `--env-manager local` in an
 environment (or image) that has it installed. See docs/registry.md.
 """
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
 ENSEMBLE_ARTIFACT = "ensemble"
+MODEL_CODE = Path(__file__).with_name("model_code.py")  # what MLflow runs to build the model on load
 INPUT_COLUMNS: tuple[tuple[str, str, bool], ...] = (  # name, MLflow type, required
     ("date", "string", True),
     ("asset", "string", True),
@@ -110,7 +113,7 @@ def log_pyfunc(ensemble_dir: Path, name: str, *, registered_model_name: str | No
         warnings.simplefilter("ignore", UserWarning)
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=QuantrayEnsembleModel(),
+            python_model=str(MODEL_CODE),
             artifacts={ENSEMBLE_ARTIFACT: str(ensemble_dir)},
             signature=signature(),
             pip_requirements=pip_requirements(),

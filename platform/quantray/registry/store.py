@@ -2,8 +2,8 @@
 
 Aliases carry the deployment state: `champion` is what serving loads (`models:/NAME@champion`),
 `previous` the champion before it, so a rollback is one alias move. `promote` moves the alias
-only when the version's run shows a Deflated Sharpe Ratio of at least `min_dsr` and a
-Probability of Backtest Overfitting of at most `max_pbo`.
+only when the version's run passes `Gates` (docs/evaluation.md says why these gates), and moves
+it under the model's promotion lock, so two promotions at once cannot interleave their writes.
 
 mlflow is imported inside the functions: the CLI imports this module's neighbours at start-up.
 """
@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 import sys
+import time
+import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,12 +131,22 @@ def _is_number(value: Any) -> bool:
 
 # ---- promote / rollback ----------------------------------------------------------------------------
 
+GATE_BASELINES = ("equal_weight", "time_series_momentum")  # the simple strategies a model must beat
+
+
 @dataclass(frozen=True)
 class Gates:
-    """A version may become champion only when dsr >= min_dsr and pbo <= max_pbo."""
+    """The only home of the promotion thresholds (docs/evaluation.md, "Promotion gates").
+
+    A version may become champion when its test-block net Sharpe, deflated for the number and
+    spread of trials the search ran, is significantly above zero (`dsr >= min_dsr`), and it beats
+    the best simple baseline on the same block by `min_excess_sharpe`. PBO is reported, and gates
+    only when `max_pbo` is set: over near-equivalent trials it measures ranking noise.
+    """
 
     min_dsr: float = 0.95
-    max_pbo: float = 0.5
+    min_excess_sharpe: float = 0.0
+    max_pbo: float | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,8 @@ class PromotionResult:
 
     def line(self) -> str:
         """One line for the console."""
-        gates = "  ".join(f"{key} {self.metrics[key]:.3f}" for key in ("dsr", "pbo") if key in self.metrics)
+        gates = "  ".join(f"{key} {self.metrics[key]:.3f}" for key in ("dsr", "excess_sharpe", "pbo")
+                          if key in self.metrics)
         if not self.promoted:
             return (f"{self.name} version {self.version} not promoted to '{self.alias}': "
                     f"{'; '.join(self.failed_gates)} (--force overrides)")
@@ -184,6 +198,8 @@ def promote(model_uri: str, *, alias: str = CHAMPION, gates: Gates = Gates(), fo
     client = client_for(tracking_uri)
     version = resolve_version(client, model_uri)
     metrics = run_metrics(client, version)
+    if "test_sharpe" in metrics and baseline_sharpe(metrics) is not None:
+        metrics["excess_sharpe"] = metrics["test_sharpe"] - baseline_sharpe(metrics)
     failed = failed_gates(metrics, gates)
     if failed and not force:
         return PromotionResult(name=version.name, version=version.version, alias=alias, promoted=False,
@@ -191,10 +207,11 @@ def promote(model_uri: str, *, alias: str = CHAMPION, gates: Gates = Gates(), fo
     if failed:
         print(f"quantray: WARNING: --force promotes {model_uri} to '{alias}' despite failed gates: "
               f"{'; '.join(failed)}", file=sys.stderr)
-    current = version_by_alias(client, version.name, alias)
-    if current is not None and current.version != version.version:
-        client.set_registered_model_alias(version.name, previous_alias(alias), current.version)
-    client.set_registered_model_alias(version.name, alias, version.version)
+    with promotion_lock(client, version.name):  # read the holder and move both aliases as one step
+        current = version_by_alias(client, version.name, alias)
+        if current is not None and current.version != version.version:
+            client.set_registered_model_alias(version.name, previous_alias(alias), current.version)
+        client.set_registered_model_alias(version.name, alias, version.version)
     return PromotionResult(
         name=version.name,
         version=version.version,
@@ -207,15 +224,78 @@ def promote(model_uri: str, *, alias: str = CHAMPION, gates: Gates = Gates(), fo
     )
 
 
+def baseline_sharpe(metrics: Mapping[str, float]) -> float | None:
+    """The best test Sharpe among the simple baselines the run recorded (None: none recorded)."""
+    found = [metrics[f"{name}_test_sharpe"] for name in GATE_BASELINES if f"{name}_test_sharpe" in metrics]
+    return max(found) if found else None
+
+
 def failed_gates(metrics: Mapping[str, float], gates: Gates) -> list[str]:
     """One line per failed gate; a missing or NaN metric fails its gate."""
     failed = []
-    dsr, pbo = metrics.get("dsr", math.nan), metrics.get("pbo", math.nan)
+    dsr, excess = metrics.get("dsr", math.nan), metrics.get("excess_sharpe", math.nan)
     if not dsr >= gates.min_dsr:  # also NaN
         failed.append(f"dsr {_show(dsr)} < min_dsr {gates.min_dsr:g}")
-    if not pbo <= gates.max_pbo:
+    if not excess >= gates.min_excess_sharpe:
+        failed.append(f"test Sharpe over the best baseline {_show(excess)} < min_excess_sharpe "
+                      f"{gates.min_excess_sharpe:g}")
+    pbo = metrics.get("pbo", math.nan)
+    if gates.max_pbo is not None and not pbo <= gates.max_pbo:
         failed.append(f"pbo {_show(pbo)} > max_pbo {gates.max_pbo:g}")
     return failed
+
+
+# ---- the promotion lock --------------------------------------------------------------------------
+
+LOCK_SUFFIX = ".promotion-lock"
+LOCK_WAIT_S = 60.0
+STALE_LOCK_S = 120.0  # a promotion takes well under a second; older than this, its holder died
+
+
+def lock_name(name: str) -> str:
+    return f"{name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def promotion_lock(client: "MlflowClient", name: str, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold model `name`'s promotion lock: a registered model named `<name>.promotion-lock`.
+
+    Creating a registered model is MLflow's one atomic create-if-absent (the name is the table's
+    primary key in a SQL store, local SQLite or behind `mlflow server`): of two creators exactly
+    one succeeds, so this holds against a remote server as well as a local store. Aliases alone
+    are last-writer-wins. A lock older than STALE_LOCK_S (its holder died) is deleted and retaken.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock, owner = lock_name(name), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.create_registered_model(lock, description=f"promotion of '{name}' in progress ({owner})")
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        _break_if_stale(client, lock)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"model '{name}': another promotion has held '{lock}' for over {wait_s:.0f} s; "
+                               f"if no promotion is running, delete that registered model")
+        time.sleep(0.05 + 0.1 * (uuid.uuid4().int % 10) / 10)  # jitter: waiters do not retry in step
+    try:
+        yield
+    finally:
+        client.delete_registered_model(lock)
+
+
+def _break_if_stale(client: "MlflowClient", lock: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        held_since_ms = client.get_registered_model(lock).creation_timestamp or 0
+        if time.time() - held_since_ms / 1000 > STALE_LOCK_S:
+            client.delete_registered_model(lock)
+    except MlflowException:
+        pass  # released meanwhile
 
 
 def _show(value: float) -> str:
@@ -228,15 +308,16 @@ def rollback(name: str, *, alias: str = CHAMPION, tracking_uri: str | None = Non
     client = client_for(tracking_uri)
     _registered_model(client, name)
     keep = previous_alias(alias)
-    restored = version_by_alias(client, name, keep)
-    if restored is None:
-        raise BadInput(f"model '{name}': no '{keep}' alias to roll '{alias}' back to")
-    demoted = version_by_alias(client, name, alias)
-    client.set_registered_model_alias(name, alias, restored.version)
-    if demoted is not None and demoted.version != restored.version:
-        client.set_registered_model_alias(name, keep, demoted.version)
-    else:
-        client.delete_registered_model_alias(name, keep)
+    with promotion_lock(client, name):
+        restored = version_by_alias(client, name, keep)
+        if restored is None:
+            raise BadInput(f"model '{name}': no '{keep}' alias to roll '{alias}' back to")
+        demoted = version_by_alias(client, name, alias)
+        client.set_registered_model_alias(name, alias, restored.version)
+        if demoted is not None and demoted.version != restored.version:
+            client.set_registered_model_alias(name, keep, demoted.version)
+        else:
+            client.delete_registered_model_alias(name, keep)
     return RollbackResult(name=name, alias=alias, restored_version=restored.version,
                           demoted_version=demoted.version if demoted is not None else None)
 

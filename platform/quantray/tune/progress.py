@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
 
 class ProgressPrinter(Callback):
-    def __init__(self, *, total_trials: int, epochs: int, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, *, total_trials: int, epochs: int, stream: TextIO = sys.stdout, log: Path | None = None) -> None:
+        self._log = log  # where the full traceback of a failed trial is (besides Tune's error file)
         self._total = total_trials
         self._epochs = epochs
         self._stream = stream
@@ -19,6 +21,13 @@ class ProgressPrinter(Callback):
         self._best = -math.inf
         self._best_trial = ""
         self._done = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; a terminal stream does not pickle
+        return {**self.__dict__, "_stream": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _stream=sys.stdout)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = "  ".join(f"{_short(k)}={_fmt(v)}" for k, v in sorted(trial.config.items()))
@@ -40,7 +49,9 @@ class ProgressPrinter(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._done += 1
-        self._line(f"FAIL   {trial.trial_id}  {_last_error_line(trial)}; the search goes on  [{self._done}/{self._total}]")
+        where = self._log or getattr(trial, "error_file", None) or "Tune's trial folder"
+        self._line(f"FAIL   {trial.trial_id}  {_last_error_line(trial)}  (traceback: {where}); "
+                   f"the search goes on  [{self._done}/{self._total}]")
 
     def _line(self, text: str) -> None:
         elapsed = time.monotonic() - self._started

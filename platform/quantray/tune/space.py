@@ -165,6 +165,8 @@ def load_space(path: Path | str) -> SearchSpace:
     """Read and validate a search-space YAML; any problem -> BadInput naming the file and key."""
     import yaml
 
+    from quantray.data.sources import absolute_source  # lazy: sources imports pandas; submit reads spaces
+
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such search-space file")
@@ -187,6 +189,10 @@ def load_space(path: Path | str) -> SearchSpace:
         if key not in ("family", "arch"):
             raise BadInput(f"{path}: key 'model.{key}': unknown key (expected family, arch)")
     families = _families(model.get("family", "transformer"), where)
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        # a data path in a space file is relative to the file's folder, not to where Ray runs a trial
+        raw = {**raw, "data": {**data, "source": absolute_source(data["source"], path.parent)}}
     space = SearchSpace(
         name=str(raw.get("name") or path.stem),
         path=path,
