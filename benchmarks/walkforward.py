@@ -16,6 +16,7 @@ baselines, not the oracle.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import tempfile
 import time
@@ -57,6 +58,7 @@ def main() -> None:
 
 def run_one(space: Path, market: str, mode: str, seed: int, data: str | None, args: argparse.Namespace,
             root: Path) -> dict:
+    from quantray.recipes.console import Console
     from quantray.recipes.options import WalkForwardOptions
     from quantray.recipes.walkforward import run_walkforward
 
@@ -65,7 +67,7 @@ def run_one(space: Path, market: str, mode: str, seed: int, data: str | None, ar
     outcome = run_walkforward(space, WalkForwardOptions(
         data=data, folds=args.folds, mode=mode, trials=args.trials, seed=seed, experiment=name,
         storage=root / "tune", out=root / name, tracking_uri=f"sqlite:///{root / 'mlflow.db'}", no_register=True,
-    ), say=lambda line: None)
+    ), console=Console(io.StringIO()))
     sharpe = {n: s.metrics["sharpe"] for n, s in outcome.result.strategies.items()}
     oracle = sharpe.get("oracle", math.nan)
     years = len(outcome.result.strategies["walkforward"].net_returns) / 252

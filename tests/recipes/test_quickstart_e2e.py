@@ -1,5 +1,5 @@
-"""The main job as the README runs it: `quantray quickstart` in a fresh folder, then a prediction
-from another process. And the gates: over several seeds the quickstart promotes on the
+"""The main job as the README runs it: `quantray quickstart` (a walk-forward, then a gated
+promotion) in a fresh folder, then a prediction from another process. And the gates: over several seeds the quickstart promotes on the
 planted-signal market and refuses on a market without signal.
 
 Cost (2 CPUs): about 3 minutes per quickstart run at this reduced budget (3 trials); 5 runs.
@@ -48,12 +48,13 @@ def test_quickstart_end_to_end_then_predict_from_a_fresh_process(tmp_path: Path)
         assert noise not in out + done.stderr, noise
     log = Path(field(out, "log"))
     assert log.is_file() and log.is_relative_to(tmp_path / ".quantray") and log.stat().st_size > 0
-    assert re.search(r"^\[\s*\d+s\] start ", out, re.MULTILINE) and "(3 trials, " in out
+    assert re.search(r"^\[\s*\d+s\] start ", out, re.MULTILINE) and ": 3 trials, " in out
+    assert re.search(r"^walk-forward .*refit mode, 4 folds", out, re.MULTILINE)
 
     report = tmp_path / field(out, "report")
     assert report.is_file() and report.is_relative_to(tmp_path / ".quantray")
     model_uri = field(out, "model")
-    assert re.fullmatch(r"models:/quickstart-\d{8}-\d{6}/1", model_uri)
+    assert model_uri == "models:/quickstart/1"  # every quickstart is a new version of one model
     decision = re.search(r"^(promoted|not promoted)\s+(.*)$", out, re.MULTILINE)
     assert decision, out  # the gate decision, one line
 

@@ -4,6 +4,7 @@ at or after its test start changes."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from quantray.data.panel import Panel
 from quantray.data.sources import load_panel
+from quantray.recipes.console import Console
 from quantray.recipes.options import WalkForwardOptions
 from quantray.recipes.walkforward import MAIN, WalkForwardResult, run_walkforward
 from quantray.registry.pyfunc import panel_frame
@@ -52,7 +54,7 @@ def walkforward(root: Path, source: str, name: str) -> WalkForwardResult:
     space.write_text(SPACE.format(source=source))
     return run_walkforward(space, WalkForwardOptions(experiment=name, storage=root / "tune", out=root / name,
                                                      tracking_uri=f"sqlite:///{root / 'mlflow.db'}", no_register=True),
-                           say=lambda line: None)
+                           console=Console(io.StringIO()))
 
 
 @pytest.fixture(scope="module")

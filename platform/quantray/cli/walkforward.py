@@ -28,7 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from quantray.recipes.walkforward import run_walkforward  # lazy: ray, torch, mlflow
 
-    outcome = run_walkforward(args.space, options_from(WalkForwardOptions, args),
-                              say=lambda line: print(line, flush=True))
+    outcome = run_walkforward(args.space, options_from(WalkForwardOptions, args))
     print("\n".join(outcome.lines()))
     return 0

@@ -1,8 +1,11 @@
 """The quickstart recipe: the whole job on the embedded default.
 
-tune (search_spaces/quickstart.yaml) -> ensemble of the best trials -> backtest and report on the
-untouched test block -> promote to the `champion` alias when the gates pass. Local Ray, the
-MLflow store under ./.quantray/, and the synthetic market unless `data` names another source.
+A walk-forward of search_spaces/quickstart.yaml (refit mode: one search on the first fold, then
+each later fold refits its best configurations, re-selects and re-fuses on its own validation
+block and trades its test block once) -> the stitched out-of-sample record against the baselines
+-> the last fold's ensemble registered and promoted to `champion` when the gates pass on that
+record. Local Ray, the MLflow store under ./.quantray/, and the synthetic market unless `data`
+names another source.
 """
 
 from __future__ import annotations
@@ -11,19 +14,19 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantray.data.sources import absolute_source
 from quantray.errors import BadInput
 from quantray.recipes.console import Console, libraries_logging_to, new_log_path
-from quantray.recipes.ensemble import EnsembleOptions, EnsembleResult, run_ensemble
-from quantray.recipes.tune import TuneOptions, TuneSummary, run_tune, with_absolute_paths
-from quantray.recipes.options import QUICKSTART_SPACE, QuickstartOptions
+from quantray.recipes.options import QUICKSTART_SPACE, QuickstartOptions, WalkForwardOptions
+from quantray.recipes.walkforward import WalkForwardResult, run_walkforward
 from quantray.registry.store import PromotionResult, promote
 from quantray.workspace import tracking_uri, tune_storage
 
+
 @dataclass
 class QuickstartResult:
-    tune: TuneSummary
-    ensemble: EnsembleResult | None  # None when no trial finished an epoch
-    promotion: PromotionResult | None
+    walkforward: WalkForwardResult
+    promotion: PromotionResult
 
 
 def default_space() -> Path:
@@ -37,9 +40,11 @@ def default_space() -> Path:
     raise BadInput(f"--space: no {here} here; pass --space PATH to a search-space file")
 
 
-def run_quickstart(options: QuickstartOptions = QuickstartOptions(), tune: TuneOptions = TuneOptions(),
-                   ensemble: EnsembleOptions = EnsembleOptions(), console: Console | None = None) -> QuickstartResult:
-    """Tune, ensemble the best trials, promote when the gates pass, reporting each stage on `console`.
+def run_quickstart(options: QuickstartOptions = QuickstartOptions(),
+                   walkforward: WalkForwardOptions = WalkForwardOptions(),
+                   console: Console | None = None) -> QuickstartResult:
+    """Walk-forward, register the last fold's ensemble, promote it when the gates pass on the
+    stitched record; each stage reported on `console`.
 
     Without a console, Ray's, Tune's and MLflow's output goes to a log file under the workspace
     (its path printed first) and quantray's lines to the terminal.
@@ -48,27 +53,18 @@ def run_quickstart(options: QuickstartOptions = QuickstartOptions(), tune: TuneO
         log = new_log_path("quickstart")
         print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
         with libraries_logging_to(log) as console:
-            return run_quickstart(options, tune, ensemble, console)
-    say = console.say
-    tune = with_absolute_paths(tune)
-    uri = tracking_uri(tune.tracking_uri)
-    storage = (tune.storage or tune_storage()).resolve()
-    tune = dataclasses.replace(tune, tracking_uri=uri, storage=storage)
-    ensemble = dataclasses.replace(ensemble, tracking_uri=uri, storage=storage)
+            return run_quickstart(options, walkforward, console)
+    uri = tracking_uri(walkforward.tracking_uri)
+    walkforward = dataclasses.replace(
+        walkforward, tracking_uri=uri, storage=(walkforward.storage or tune_storage()).resolve(),
+        data=absolute_source(walkforward.data) if walkforward.data else None, no_register=False)
 
-    say("== 1/3 tune")
-    summary = run_tune(options.space or default_space(), tune, console)
-    say("\n".join(summary.lines()))
-    if summary.best_trial is None:
-        return QuickstartResult(summary, None, None)
+    console.say("== 1/2 walk-forward: search, ensemble and backtest, fold by fold, judged out of sample")
+    outcome = run_walkforward(options.space or default_space(), walkforward, console=console)
+    console.say("\n".join(outcome.lines()))
 
-    say(f"\n== 2/3 ensemble ({ensemble.method}, top {ensemble.top_k}) and backtest on the test block")
-    result = run_ensemble(summary.experiment, ensemble)
-    say("\n".join(result.lines()))
-    say(f"report        {result.out / 'report' / 'report.html'}")
-
-    say("\n== 3/3 promote")
-    promotion = promote(result.model_uri, tracking_uri=uri)
-    say(("promoted      " if promotion.promoted else "not promoted  ") + promotion.line())
-    say(f"\nMLflow        {uri}   (mlflow ui --backend-store-uri {uri})")
-    return QuickstartResult(summary, result, promotion)
+    console.say("\n== 2/2 promote the last fold's ensemble, judged on the stitched record")
+    promotion = promote(outcome.model_uri, tracking_uri=uri)
+    console.say(("promoted      " if promotion.promoted else "not promoted  ") + promotion.line())
+    console.say(f"\nMLflow        {uri}   (mlflow ui --backend-store-uri {uri})")
+    return QuickstartResult(outcome, promotion)

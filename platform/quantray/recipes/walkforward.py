@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +52,8 @@ from quantray.evaluate.overfitting import (
     probability_of_backtest_overfitting,
 )
 from quantray.evaluate.report import write_walkforward_report
+from quantray.data.sources import absolute_source
+from quantray.recipes.console import Console, libraries_logging_to, new_log_path
 from quantray.recipes.options import TuneOptions, WalkForwardOptions
 from quantray.recipes.tune import check_features, run_search
 from quantray.registry.store import client_for, experiment_id, register_ensemble
@@ -130,16 +132,26 @@ class WalkForwardResult:
 
 
 def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardOptions(),
-                    fusion: FusionConfig = FusionConfig(), say: Callable[[str], None] = print) -> WalkForwardResult:
-    """Judge `space_path`'s whole procedure walk-forward; register the last fold's ensemble."""
+                    fusion: FusionConfig = FusionConfig(), console: Console | None = None) -> WalkForwardResult:
+    """Judge `space_path`'s whole procedure walk-forward; register the last fold's ensemble.
+
+    quantray's progress goes to `console`; without one, Ray's, Tune's and MLflow's own output goes
+    to a log file under the workspace (its path printed first) and quantray's lines to the terminal.
+    """
+    if console is None:
+        log = new_log_path("walkforward")
+        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
+        with libraries_logging_to(log) as console:
+            return run_walkforward(space_path, options, fusion, console)
+    say = console.say
     started = time.monotonic()
     space, plan = _plan(space_path, options)
     data = dataclasses.replace(
-        space.data, source=options.data or space.data.source,
+        space.data, source=absolute_source(options.data) if options.data else space.data.source,
         splits=dataclasses.replace(space.data.splits, folds=plan.folds, test_fraction=plan.test_fraction))
     prepared = prepare(data)  # the source, its history and the fold layout: bad input fails here
     check_features(space, prepared)
-    storage = (options.storage or tune_storage()).resolve()
+    storage = (options.storage or tune_storage()).resolve()  # Ray reads a relative path as a URI
     experiment = experiment_name(space, storage, name=options.experiment or
                                  f"{space.name}-walkforward-{time.strftime('%Y%m%d-%H%M%S')}", resume=False)
     out = options.out or walkforward_dir() / experiment
@@ -161,7 +173,7 @@ def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardO
             say(f"== fold {index}: search ({space.budget.trials} trials) on the dates before "
                 f"{prepared.panel.dates[prepared.splits[split_fold].test[0]]}")
             fold_space = space.with_data(fold_data)
-            summary = run_search(fold_space, tune_options, storage, f"{experiment}-fold{index}",
+            summary = run_search(fold_space, tune_options, storage, f"{experiment}-fold{index}", console,
                                  mlflow_experiment=experiment, parent_run_id=fold_run.info.run_id)
             records = load_trials(summary.experiment, storage).records
             configs = {r.trial_id: to_dict(fold_space.resolve(r.params)) for r in records}
@@ -301,12 +313,14 @@ def _stitched_metrics(result: BacktestResult, folds: list[FoldResult]) -> dict[s
     """The stitched record's statistics, DSR with N = every configuration compared on validation
     data, PSR, and PBO (the mean of the folds')."""
     main = result.strategies[MAIN]
-    metrics = {f"stitched_{key}": float(value) for key, value in main.metrics.items()}
+    # test_* as in a single split's metrics: the stitched test blocks are this procedure's test record,
+    # and the promotion gates read these names
+    metrics = {f"test_{key}": float(value) for key, value in main.metrics.items()}
     for name, strategy in result.strategies.items():
         if name != MAIN:
-            metrics[f"{name}_stitched_sharpe"] = float(strategy.metrics["sharpe"])
-    if "oracle" in result.strategies and metrics["oracle_stitched_sharpe"] > 0.0:
-        metrics["oracle_ratio"] = metrics["stitched_sharpe"] / metrics["oracle_stitched_sharpe"]
+            metrics[f"{name}_test_sharpe"] = float(strategy.metrics["sharpe"])
+    if "oracle" in result.strategies and metrics["oracle_test_sharpe"] > 0.0:
+        metrics["oracle_ratio"] = metrics["test_sharpe"] / metrics["oracle_test_sharpe"]
     n_compared = sum(f.n_compared for f in folds)
     # the spread of what was compared: every candidate's per-period validation Sharpe, all folds pooled
     candidate_sharpes = [annualized_sharpe(np.load(Path(r.checkpoint) / "val_returns.npy"), periods_per_year=1)
