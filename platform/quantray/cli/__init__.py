@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantray.cli.ensemble",
     "quantray.cli.backtest",
     "quantray.cli.registry",
+    "quantray.cli.serve",
     "quantray.jobs.commands",
     "quantray.cli.quickstart",
 )
