@@ -124,7 +124,7 @@ def test_model_and_health(url: str) -> None:
 def test_bars_one_day_at_a_time_equal_the_batch_and_bad_bars_change_nothing(
         url: str, ensembles: dict, prepared: Prepared) -> None:
     panel = prepared.panel
-    n_days, n_assets = 300, panel.n_assets
+    n_days, n_assets = 250, panel.n_assets
     batch = ensembles["1"].predict(panel.head(n_days)).positions
     served = np.zeros_like(batch)
     for t in range(n_days - 1):
