@@ -141,15 +141,22 @@ def main() -> None:
         wait_http(f"{tracking}/health", processes[0])
         prepared = build_model(root, tracking)
         panel, lookback = prepared.panel, prepared.config.lookback
+        scoring_log = (root / "scoring.log").open("wb")  # MLflow's scoring server says why it failed here
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/1", "--env-manager", "local",
              "--host", "127.0.0.1", "--port", str(scoring_port)],
-            env={**os.environ, "MLFLOW_TRACKING_URI": tracking}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            env={**os.environ, "MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking,
+                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},  # its uvicorn
+            stdout=scoring_log, stderr=subprocess.STDOUT))
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         serving = start_serving(f"models:/{NAME}@champion", ServeOptions(port=quantray_port, poll_s=1.0,
                                                                          tracking_uri=tracking))
         wait_http(f"{serving.url}/healthz", None)
-        wait_http(f"http://127.0.0.1:{scoring_port}/ping", processes[1])
+        try:
+            wait_http(f"http://127.0.0.1:{scoring_port}/ping", processes[1])
+        except RuntimeError:
+            print((root / "scoring.log").read_text()[-3000:], file=sys.stderr)
+            raise
 
         last = panel.n_dates - 1
         window = records(panel, last - lookback + 1, last + 1)
