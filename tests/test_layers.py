@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "config", "workspace"),
     ("data", "models"),
     ("evaluate", "train"),
-    ("tune", "ensemble", "registry"),
+    ("tune", "ensemble", "registry", "serve"),
     ("recipes",),
     ("jobs", "cli"),
 )

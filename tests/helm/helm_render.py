@@ -48,7 +48,9 @@ def pod_specs(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     if doc["kind"] == "RayJob":
         yield f"{name} submitter", spec["submitterPodTemplate"]["spec"]
         spec = spec["rayClusterSpec"]
-    if doc["kind"] in ("RayCluster", "RayJob"):
+    if doc["kind"] == "RayService":
+        spec = spec["rayClusterConfig"]
+    if doc["kind"] in ("RayCluster", "RayJob", "RayService"):
         yield f"{name} head", spec["headGroupSpec"]["template"]["spec"]
         for group in spec.get("workerGroupSpecs", []):
             yield f"{name} {group['groupName']}", group["template"]["spec"]

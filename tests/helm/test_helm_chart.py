@@ -124,6 +124,7 @@ def test_default_render_has_the_whole_platform(default_docs: list[dict[str, Any]
     }
     assert not by_kind(default_docs, "Ingress"), "ingress is off by default"
     assert not by_kind(default_docs, "RayJob"), "the tuning job is off by default"
+    assert not by_kind(default_docs, "RayService"), "serving on Ray Serve is off by default"
     (statefulset,) = by_kind(default_docs, "StatefulSet")
     assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
 
@@ -180,7 +181,7 @@ def pod_labels(doc: dict[str, Any], where: str) -> dict[str, str]:
         return spec["template"]["metadata"]["labels"]
     if where.endswith("submitter"):
         return spec["submitterPodTemplate"]["metadata"]["labels"]
-    spec = spec.get("rayClusterSpec", spec)
+    spec = spec.get("rayClusterSpec", spec.get("rayClusterConfig", spec))
     if where.endswith("head"):
         return spec["headGroupSpec"]["template"]["metadata"]["labels"]
     return spec["workerGroupSpecs"][0]["template"]["metadata"]["labels"]
@@ -315,6 +316,32 @@ def test_serving_deployment_serves_the_champion() -> None:
     assert ray_env(container)["MLFLOW_TRACKING_URI"]["value"] == "http://quantray-mlflow:5000"
 
 
+def test_rayservice_serves_the_champion_from_the_charts_mlflow() -> None:
+    """`quantray serve`'s application on KubeRay: the import path the package has, the champion of the
+    chart's MLflow, a ClusterIP head, non-root pods with limits, reachable on 8000 from the namespace."""
+    from quantray.serve import app
+
+    docs = render({"rayService": {"enabled": True, "modelName": "qr-ensemble", "replicas": 2, "pollSeconds": 2}})
+    (service,) = by_kind(docs, "RayService")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    (application,) = config["applications"]
+    module, builder = application["import_path"].split(":")
+    assert module == app.__name__ and callable(getattr(app, builder))
+    assert set(application["args"]) <= set(app.BUILDER_ARGS)
+    assert application["args"] == {"model": "models:/qr-ensemble@champion", "tracking_uri": "http://quantray-mlflow:5000",
+                                   "poll_s": 2, "replicas": 2, "replica_cpus": 1}
+    assert config["http_options"]["port"] == 8000
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["headGroupSpec"]["serviceType"] == "ClusterIP" and cluster["authOptions"] == {"mode": "token"}
+    assert "workerGroupSpecs" not in cluster
+    ((_, pod),) = list(pod_specs(service))
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    (policy,) = [d for d in by_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == "quantray-rayservice"]
+    assert {"from": [{"podSelector": {}}], "ports": [{"port": 8000, "protocol": "TCP"}]} in policy["spec"]["ingress"]
+
+
 @pytest.mark.parametrize("values, complaint", [
     ({"ray": {"workers": {"gpus": "two"}}}, "/ray/workers/gpus"),
     ({"replicaCount": 3}, "additional properties 'replicaCount' not allowed"),
@@ -323,6 +350,8 @@ def test_serving_deployment_serves_the_champion() -> None:
     ({"ray": {"auth": {"tokenSource": "none"}}}, "tokenSource"),
     ({"tuneJob": {"experiment": "x; rm -rf /"}}, "experiment"),
     ({"mlflow": {"resources": {"limits": None}}}, "limits"),  # null deletes a default
+    ({"rayService": {"pollSeconds": 0}}, "pollSeconds"),
+    ({"rayService": {"alias": "champion; rm -rf /"}}, "alias"),
 ])
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
     import helm_python

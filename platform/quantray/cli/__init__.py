@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantray.cli.walkforward",
     "quantray.cli.backtest",
     "quantray.cli.registry",
+    "quantray.cli.serve",
     "quantray.jobs.commands",
     "quantray.cli.quickstart",
 )

@@ -111,3 +111,27 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 1:
             raise BadInput(f"--epochs: must be at least 1, got {self.epochs}")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`quantray serve`: where the application runs and how it follows the registry."""
+
+    address: str | None = option(None, "Ray cluster address to join (default: start a local Ray)")
+    host: str = option("127.0.0.1", "HTTP host to bind (0.0.0.0 exposes it beyond this machine)")
+    port: int = option(8000, "HTTP port")
+    replicas: int = option(1, "ingress replicas (each holds the model; the bar history is shared)")
+    replica_cpus: float = option(1.0, "CPUs each replica reserves")
+    poll_s: float = option(5.0, "seconds between registry polls when MODEL names an alias")
+    tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
+                                            "store under ./.quantray/)")
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise BadInput(f"--replicas: must be at least 1, got {self.replicas}")
+        if not 0 < self.port < 65536:
+            raise BadInput(f"--port: must be in 1..65535, got {self.port}")
+        if not self.poll_s > 0:
+            raise BadInput(f"--poll-s: must be positive, got {self.poll_s}")
+        if not self.replica_cpus >= 0:
+            raise BadInput(f"--replica-cpus: must not be negative, got {self.replica_cpus}")
