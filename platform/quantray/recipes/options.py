@@ -86,7 +86,8 @@ class WalkForwardOptions:
                                     "space's, else refit)", choices=("search", "refit"))
     trials: int | None = option(None, "trials per search (default: the space's budget)")
     seed: int | None = option(None, "search seed (default: the space's)")
-    method: str = option("concat", "fusion method per fold", choices=FUSION_METHODS)
+    method: str = option("greedy", "fusion method per fold (greedy: the heads overfit a refit fold's "
+                                   "validation block, docs/evaluation.md)", choices=FUSION_METHODS)
     experiment: str | None = option(None, "experiment name (default: the space name, walkforward and a timestamp)")
     address: str | None = option(None, "Ray cluster address to join (default: start a local Ray)")
     tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
