@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
 STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
-TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume")
+TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume", "news")
 TENSOR_KEYS_INT = ("asset_ids", "direction", "regime", "barrier", "date_idx")
-TENSOR_KEYS_BOOL = ("mask", "label_mask")
+TENSOR_KEYS_BOOL = ("mask", "label_mask", "news_mask")
 
 
 class Session(Protocol):
@@ -87,7 +87,7 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
             train_losses = []
             for batch in session.train_batches(epoch):
                 tensors = to_tensors(batch, session.device)
-                out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
+                out = run_batch(model, tensors)
                 loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
@@ -137,7 +137,7 @@ def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, de
     model.eval()
     with torch.no_grad():
         tensors = to_tensors(everything, device)
-        out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
+        out = run_batch(model, tensors)
         loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
     positions = out.position.float().cpu().numpy()
     returns = net_returns(positions, everything["next_return"], everything["mask"], config.data.cost_bps)
@@ -150,6 +150,12 @@ def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, de
         "val_loss": float(loss.item()),
     }
     return Evaluation(metrics=metrics, returns=returns, positions=positions)
+
+
+def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], return_attention: bool = False):
+    """The model's Output on a batch of tensors; the news tokens go in when the data has them."""
+    return model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
+                 news=tensors.get("news"), news_mask=tensors.get("news_mask"))
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, "torch.Tensor"]:
