@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from quantray.config import NewsConfig
+from quantray.data.synthetic import synthetic_news
 from quantray.errors import BadInput
 
 RULES: tuple[str, ...] = ("next_bar", "same_bar")
@@ -102,8 +103,6 @@ def load_news_items(cfg: NewsConfig, dates: np.ndarray, assets: tuple[str, ...],
     check_news_config(cfg)
     scheme, _, rest = cfg.source.partition(":")
     if scheme == "synthetic":
-        from quantray.data.synthetic import synthetic_news
-
         options = parse_options(rest, "data.news.source")
         unknown = set(options) - {"seed", "informed"}
         if unknown:
