@@ -2,6 +2,7 @@
 
     model = build("transformer", n_assets=10, n_features=16, lookback=64, d_model=64)
     out = model(x[B, A, L, F], asset_ids[A], mask[B, A])   # -> Output(embedding, position, heads, attention)
+    out = model(x, asset_ids, mask, news=news[B, N, E], news_mask=news_mask[B, N])  # data with news
 
 Importing this package is cheap: a family's module (and torch) is imported by `build`.
 """
@@ -25,7 +26,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "hybrid": ("quantray.models.hybrid", "HybridModel"),
     "cnn_lstm": ("quantray.models.cnn_lstm", "CnnLstmModel"),
 }
-_SHAPE_ARGS = ("n_assets", "n_features", "lookback", "return_feature", "calendar_features")
+_SHAPE_ARGS = ("n_assets", "n_features", "lookback", "return_feature", "calendar_features", "news_dim")
 RETURN_FEATURE = "log_return"  # what a family that takes `return_feature` reads from x, by name
 # the data layer's opt-in calendar groups day_of_week and month_of_year (sin/cos of the bar's real date),
 # which a family that takes `calendar_features` reads from x, by name, where the data has them
@@ -56,13 +57,14 @@ def needs_calendar_features(family: str) -> bool:
 
 
 def build(family: str, *, n_assets: int, n_features: int, lookback: int, feature_names: tuple[str, ...] = (),
-          **arch: Any) -> "nn.Module":
+          news_dim: int = 0, **arch: Any) -> "nn.Module":
     """Build a `family` model for windows [B, n_assets, lookback, n_features].
 
     `arch` holds architecture arguments only; an unknown one raises ValueError
     naming it, and so does a bad value. `feature_names` (the data's feature order) lets a family
     that reads the return find it by name (without them it is feature 0), and one that reads the
-    calendar find the `CALENDAR_FEATURES` the data has (without them it has none).
+    calendar find the `CALENDAR_FEATURES` the data has (without them it has none). `news_dim` is
+    the size E of the data's news tokens (0: no news), passed to the families with a news channel.
     """
     known = defaults(family)
     for key in arch:
@@ -83,4 +85,6 @@ def build(family: str, *, n_assets: int, n_features: int, lookback: int, feature
     if feature_names and needs_calendar_features(family):
         shape["calendar_features"] = tuple(feature_names.index(name) for name in CALENDAR_FEATURES
                                            if name in feature_names)
+    if "news_dim" in inspect.signature(family_class(family)).parameters:
+        shape["news_dim"] = int(news_dim)
     return family_class(family)(**shape, **arch)

@@ -471,6 +471,54 @@ class LeadLagAttention(nn.Module):
         return h, zero_masked(weights, mask[:, None].expand(B, self.n_heads, A))
 
 
+# ---------------------------------------------------------------- news
+
+
+class NewsCrossAttention(nn.Module):
+    """Market tokens attend to the day's news tokens (seed 000's news x market cross-attention).
+
+    h [B, Q, D] (Q market tokens of the date: one per asset, or one per asset and step) attends
+    to the news tokens news [B, N, E] (oldest first; `news_mask` [B, N] False where a bar had no
+    news) plus a learned null token, so a day without news, or news that does not matter, can be
+    attended away and no row is ever empty. Keys carry a sinusoidal code of their age in bars.
+    Then a feed-forward block. Queries never see one another, so the block is equivariant in the
+    assets and cannot carry information between them. Without news (`news=None`) every query
+    attends to the null token alone."""
+
+    def __init__(self, d_model: int, news_dim: int, n_heads: int, ff_mult: int, dropout: float, ffn: str) -> None:
+        super().__init__()
+        check_int("news_dim", news_dim, 1)
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.null = nn.Parameter(torch.randn(1, news_dim) * 0.02)  # in news space: shares the projection
+        self.project = nn.Sequential(nn.LayerNorm(news_dim), nn.Linear(news_dim, d_model))
+        self.norm_query = nn.LayerNorm(d_model)
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = feed_forward(ffn, d_model, ff_mult * d_model, d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, news: Tensor | None, news_mask: Tensor | None) -> Tensor:
+        B, Q, D = h.shape
+        null = self.null.expand(B, 1, -1)
+        tokens = null if news is None else torch.cat([null, news.to(null.dtype)], dim=1)  # [B, 1 + N, E]
+        N = tokens.shape[1] - 1
+        age = sinusoidal_table(N + 1, D).to(h.device)  # row 0: the null token; then oldest .. newest
+        age = torch.cat([age[:1], age[1:].flip(0)], dim=0)
+        keys = self.project(tokens) + age
+        (q,) = split_heads(self.q(self.norm_query(h)), 1, self.n_heads)
+        k, v = split_heads(self.kv(keys), 2, self.n_heads)
+        present = torch.ones(B, N + 1, dtype=torch.bool, device=h.device)
+        if news is not None and news_mask is not None:
+            present = torch.cat([present[:, :1], news_mask.to(torch.bool)], dim=1)
+        p = self.dropout if self.training else 0.0
+        mixed, _ = attend(q, k, v, present[:, None, None, :].expand(B, 1, Q, N + 1), p, need_weights=False)
+        h = h + self.drop(self.out(merge_heads(mixed)))
+        return h + self.drop(self.ff(self.norm_ff(h)))
+
+
 # ---------------------------------------------------------------- heads
 
 

@@ -64,7 +64,9 @@ class CnnLstmModel(nn.Module):
         self.position = PositionHead(d_model)
         self.heads = TaskHeads(d_model, dropout)
 
-    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
+    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,
+                news: Tensor | None = None, news_mask: Tensor | None = None) -> Output:
+        """`news` / `news_mask` are accepted and not read: this family has no news channel."""
         B, A = mask.shape
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
         h = self.convs(h.transpose(1, 2)).transpose(1, 2)

@@ -124,7 +124,9 @@ class GraphAttentionModel(nn.Module):
         self.position = PositionHead(d_model)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
-    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
+    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,
+                news: Tensor | None = None, news_mask: Tensor | None = None) -> Output:
+        """`news` / `news_mask` are accepted and not read: this family has no news channel."""
         B, A = mask.shape
         returns = zero_masked(x[..., self.return_feature], mask)  # [B, A, L]
         if self.corr_window:

@@ -2,8 +2,9 @@
 mixture-of-experts multi-horizon heads.
 
 x [B, A, L, F] -> stem (RevIN on, projection, ticker embedding) -> LSTM -> positional encoding ->
-self-attention layers -> every step cross-attends to context tokens -> attention pooling ->
-embedding [B, A, D].
+self-attention layers -> every step cross-attends to context tokens -> optional news
+cross-attention (every step of every asset attends to the day's news tokens, `news_attention`) ->
+attention pooling -> embedding [B, A, D].
 
 Context tokens: the static token is the asset's ticker embedding; the calendar tokens describe
 each step's date. The model contract carries no dates, so the real calendar comes in as features:
@@ -35,10 +36,13 @@ from quantray.models.blocks import (
     EncoderStack,
     InputStem,
     MixtureOfExperts,
+    NewsCrossAttention,
     Output,
     Pooling,
     PositionalEncoding,
     TaskHeads,
+    check_arg,
+    check_bool,
     check_dropout,
     check_heads,
     check_int,
@@ -62,6 +66,7 @@ class HybridModel(nn.Module):
         n_assets: int,
         n_features: int,
         lookback: int,
+        news_dim: int = 0,
         d_model: int = 32,
         n_heads: int = 4,
         lstm_layers: int = 1,
@@ -74,6 +79,7 @@ class HybridModel(nn.Module):
         revin: bool = True,
         ffn: str = "gelu",
         calendar_features: tuple[int, ...] = (),
+        news_attention: bool = False,
     ) -> None:
         super().__init__()
         for index in calendar_features:
@@ -82,6 +88,9 @@ class HybridModel(nn.Module):
                 raise ValueError(f"calendar_features: index {index} is not below n_features ({n_features})")
         self.calendar_features = tuple(int(i) for i in calendar_features)
         check_heads(d_model, n_heads)
+        check_bool("news_attention", news_attention)
+        check_arg(not news_attention or news_dim > 0, "news_attention", news_attention,
+                  "needs data with news (data.news.source)")
         check_int("lstm_layers", lstm_layers, 1)
         check_int("transformer_layers", transformer_layers, 0)
         check_int("ff_mult", ff_mult, 1)
@@ -96,6 +105,7 @@ class HybridModel(nn.Module):
         self.calendar = nn.Linear(len(self.calendar_features) or 2 * len(CALENDAR_PERIODS), d_model)
         self.context_norm = nn.LayerNorm(d_model)
         self.context_attention = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.news = NewsCrossAttention(d_model, news_dim, n_heads, ff_mult, dropout, ffn) if news_attention else None
         self.pool = Pooling(d_model, "attention")
         self.norm = nn.LayerNorm(d_model)
         self.moe = MixtureOfExperts(d_model, n_experts, ("horizons",) + TASKS, ff_mult, dropout, ffn)
@@ -103,13 +113,16 @@ class HybridModel(nn.Module):
         self.position_mix = nn.Linear(n_horizons, 1)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
-    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
+    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,
+                news: Tensor | None = None, news_mask: Tensor | None = None) -> Output:
         B, A = mask.shape
         L = x.shape[2]
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
         h = run_lstm(self.lstm, h)
         h = self.encoder(self.positional(h))
         h = h + self.attend_to_context(h, zero_masked(x, mask), asset_ids, B, L)
+        if self.news is not None:  # every step of every asset of a date reads that date's news
+            h = self.news(h.unflatten(0, (B, A)).flatten(1, 2), news, news_mask).unflatten(1, (A, L)).flatten(0, 1)
         embedding = zero_masked(self.norm(self.pool(h)).unflatten(0, (B, A)), mask)
 
         per_task = self.moe(embedding)

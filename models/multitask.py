@@ -76,7 +76,9 @@ class MultiTaskModel(nn.Module):
         self.position = PositionHead(d_model)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
-    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
+    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,
+                news: Tensor | None = None, news_mask: Tensor | None = None) -> Output:
+        """`news` / `news_mask` are accepted and not read: this family has no news channel."""
         B, A = mask.shape
         h = self.stem(x, asset_ids, mask).flatten(0, 1)  # [B·A, L, D]
         h = run_lstm(self.lstm, h)

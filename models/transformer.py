@@ -1,7 +1,8 @@
 """transformer: a temporal transformer per asset, then attention across the assets of a date.
 
 x [B, A, L, F] -> stem (RevIN, projection, ticker embedding) -> temporal self-attention over the
-window, pooled to one vector per asset -> optional lead-lag attention (each asset attends to the
+window, pooled to one vector per asset -> optional news cross-attention (each asset's state
+attends to the day's news tokens, `news_attention`) -> optional lead-lag attention (each asset attends to the
 other assets' temporal states at lags 0..lead_lag) -> cross-asset attention layers (masked assets
 excluded; hierarchical within and across asset groups when `groups` is set) -> embedding
 [B, A, D] -> position and task heads. With `return_attention=True` the last cross-asset layer's
@@ -19,11 +20,13 @@ from quantray.models.blocks import (
     CrossAssetLayer,
     InputStem,
     LeadLagAttention,
+    NewsCrossAttention,
     Output,
     PositionHead,
     TaskHeads,
     TemporalTransformer,
     check_arg,
+    check_bool,
     check_dropout,
     check_heads,
     check_int,
@@ -49,6 +52,7 @@ class TransformerModel(nn.Module):
         n_assets: int,
         n_features: int,
         lookback: int,
+        news_dim: int = 0,
         d_model: int = 32,
         n_heads: int = 4,
         temporal_layers: int = 1,
@@ -61,9 +65,13 @@ class TransformerModel(nn.Module):
         ffn: str = "gelu",
         lead_lag: int = 0,
         groups: tuple[int, ...] = (),
+        news_attention: bool = False,
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
+        check_bool("news_attention", news_attention)
+        check_arg(not news_attention or news_dim > 0, "news_attention", news_attention,
+                  "needs data with news (data.news.source)")
         check_int("temporal_layers", temporal_layers, 0)
         check_int("cross_layers", cross_layers, 0)
         check_int("ff_mult", ff_mult, 1)
@@ -79,6 +87,7 @@ class TransformerModel(nn.Module):
             d_model=d_model, n_heads=n_heads, n_layers=temporal_layers, ff_mult=ff_mult, dropout=dropout,
             lookback=lookback, positional=positional, pooling=pooling, ffn=ffn,
         )
+        self.news = NewsCrossAttention(d_model, news_dim, n_heads, ff_mult, dropout, ffn) if news_attention else None
         self.lead_lag = LeadLagAttention(d_model, n_heads, lead_lag, ff_mult, dropout, ffn) if lead_lag else None
         self.register_buffer("group_of", group_of if n_groups else None, persistent=False)
         self.cross = nn.ModuleList(
@@ -88,15 +97,17 @@ class TransformerModel(nn.Module):
         self.position = PositionHead(d_model)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
-    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False) -> Output:
+    def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,
+                news: Tensor | None = None, news_mask: Tensor | None = None) -> Output:
         B, A = mask.shape
         h = self.stem(x, asset_ids, mask)  # [B, A, L, D]
         lead_lag = None
-        if self.lead_lag is None:
-            h = self.temporal(h.flatten(0, 1)).unflatten(0, (B, A))  # [B, A, D]
-        else:
-            h, states = self.temporal(h.flatten(0, 1), return_states=True)
-            h, lead_lag = self.lead_lag(h.unflatten(0, (B, A)), states.unflatten(0, (B, A)), mask, return_attention)
+        h, states = self.temporal(h.flatten(0, 1), return_states=True)
+        h = h.unflatten(0, (B, A))  # [B, A, D]
+        if self.news is not None:
+            h = self.news(h, news, news_mask)
+        if self.lead_lag is not None:
+            h, lead_lag = self.lead_lag(h, states.unflatten(0, (B, A)), mask, return_attention)
         group = None if self.group_of is None else self.group_of[asset_ids]
         attention = None
         for layer in self.cross:

@@ -18,7 +18,7 @@ from quantray.errors import BadInput
 
 T = TypeVar("T")
 
-FUSION_METHODS: tuple[str, ...] = ("concat", "attention", "greedy")  # quantray.ensemble.fusion
+FUSION_METHODS: tuple[str, ...] = ("concat", "attention", "hierarchical", "greedy")  # quantray.ensemble.fusion
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "log_return",
@@ -71,6 +71,22 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class NewsConfig:
+    """The news channel (quantray.data.news); off while `source` is empty."""
+
+    source: str = ""  # csv:PATH | synthetic[:seed=0,informed=0.3]
+    rule: str = "next_bar"  # next_bar: stamped on date s, usable from the first bar after s; same_bar: from s
+    window: int = 5  # news tokens per sample: the documents of the last `window` bars
+    embedder: str = "tfidf"  # tfidf: hashed n-grams, idf fit on training bars | columns: the CSV's emb_* columns
+    dim: int = 256  # tfidf hash buckets (the news embedding size E)
+    ngrams: int = 2  # word n-grams 1..ngrams
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.source)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: str = "synthetic"
     lookback: int = 64
@@ -82,6 +98,7 @@ class DataConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     fold: int = 0  # the walk-forward fold (of splits.folds) a run trains and validates on; 0 = the latest
+    news: NewsConfig = field(default_factory=NewsConfig)  # off by default
 
     def __post_init__(self) -> None:
         if not self.bars_per_year >= 0:
@@ -203,6 +220,33 @@ class OptimConfig:
     grad_clip: float = 1.0
 
 
+PRETRAIN_AUGMENTS: tuple[str, ...] = ("jitter", "adjacent", "both")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """NT-Xent contrastive pretraining of the encoder (`Output.embedding`) before the Sharpe
+    epochs (quantray.train.contrastive); off while `epochs` is 0."""
+
+    epochs: int = 0
+    temperature: float = 0.1
+    # jitter: two noisy, step-masked views of the same window; adjacent: the windows of
+    # consecutive dates; both: adjacent windows, each jittered
+    augment: str = "jitter"
+    noise: float = 0.1  # jitter: Gaussian noise, in units of the normalized features
+    mask_rate: float = 0.1  # jitter: share of time steps zeroed
+    projection: int = 32  # width of the projection head (discarded after pretraining)
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.augment not in PRETRAIN_AUGMENTS:
+            raise BadInput(f"pretrain.augment: must be one of {', '.join(PRETRAIN_AUGMENTS)}, got {self.augment!r}")
+        if self.epochs < 0 or not self.temperature > 0 or self.projection < 1 or not 0 <= self.mask_rate < 1:
+            raise BadInput("pretrain: epochs >= 0, temperature > 0, projection >= 1 and mask_rate in [0, 1) "
+                           f"(got epochs {self.epochs}, temperature {self.temperature}, projection "
+                           f"{self.projection}, mask_rate {self.mask_rate})")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; a trial's resolved config."""
@@ -211,6 +255,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     seed: int = 0
     workers: int = 1  # >1 runs the loop under Ray Train's TorchTrainer (DDP)
     gpus_per_worker: float = 0.0

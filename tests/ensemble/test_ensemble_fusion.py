@@ -17,9 +17,11 @@ from quantray.ensemble.fusion import (
     build_head,
     fit_fusion,
     greedy_weights,
+    member_groups,
     run_members,
     train_head,
 )
+from quantray.errors import BadInput
 from quantray.evaluate.metrics import net_returns, annualized_sharpe
 from quantray.train.checkpoint import load_checkpoint
 
@@ -70,18 +72,25 @@ def test_greedy_fusion_of_real_members_is_at_least_the_best_member(prepared: Pre
     assert val_sharpe(model.run(val).positions, labels, prepared.config.cost_bps) >= best_member - 1e-9
 
 
-@pytest.mark.parametrize("method", ["concat", "attention"])
+def groups_for(method: str, members) -> tuple[int, ...] | None:
+    return member_groups(members, "model.family") if method == "hierarchical" else None
+
+
+HEAD_METHODS = ["concat", "attention", "hierarchical"]
+
+
+@pytest.mark.parametrize("method", HEAD_METHODS)
 def test_an_untrained_head_is_the_members_consensus(prepared: Prepared, members, method) -> None:
     val = prepared.windows("val")
     outputs = run_members(members, val, embeddings=True)
-    head = build_head(method, [e.shape[-1] for e in outputs.embeddings], FusionConfig())
+    head = build_head(method, [e.shape[-1] for e in outputs.embeddings], FusionConfig(), groups_for(method, members))
     mask = block_labels(val)["mask"]
     logits = np.arctanh(np.clip(outputs.positions, -0.995, 0.995)).mean(axis=0)
     np.testing.assert_allclose(apply_head(head, outputs, mask, embeddings=False).positions,
                                np.tanh(logits) * mask, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["concat", "attention"])
+@pytest.mark.parametrize("method", HEAD_METHODS)
 def test_training_improves_on_the_consensus_and_members_stay_frozen(prepared: Prepared, members, method) -> None:
     val = prepared.windows("val")
     labels = block_labels(val)
@@ -92,7 +101,7 @@ def test_training_improves_on_the_consensus_and_members_stay_frozen(prepared: Pr
     model = fit_fusion(members, val, method, cost_bps=cost, config=config)
 
     outputs = run_members(members, val, embeddings=True)
-    untrained = build_head(method, [e.shape[-1] for e in outputs.embeddings], config)
+    untrained = build_head(method, [e.shape[-1] for e in outputs.embeddings], config, groups_for(method, members))
     consensus_sharpe = val_sharpe(apply_head(untrained, outputs, labels["mask"], embeddings=False).positions,
                                   labels, cost)
     out = model.run(val, embeddings=True)
@@ -136,3 +145,24 @@ def test_fitting_is_seeded_and_leaves_the_global_rng_alone(prepared: Prepared, m
     assert torch.rand(1) == expected_draw
     second = fit_fusion(members, val, "attention", cost_bps=5.0, config=FusionConfig(epochs=3)).run(val).positions
     np.testing.assert_array_equal(first, second)
+
+
+def test_hierarchical_fuses_within_groups_then_across_them(prepared: Prepared, members) -> None:
+    # members: transformer, cnn_lstm, transformer (tests/ensemble/ensemble_cases.py)
+    assert member_groups(members, "model.family") == (0, 1, 0)
+    assert member_groups(members, "model.arch.pooling") == (0, 0, 1)  # unset, unset, "last"
+    with pytest.raises(BadInput, match="fusion.grouping"):
+        member_groups(members, "model.colour")
+    val = prepared.windows("val")
+    mask = block_labels(val)["mask"]
+    model = fit_fusion(members, val, "hierarchical", cost_bps=5.0, config=FusionConfig(epochs=3))
+    out = model.run(val)
+    weights = out.member_weights[mask]  # [N, M]
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-5)
+    # the cnn_lstm is alone in its group: its weight is its group's, so the two transformers share the rest
+    assert ((weights[:, 0] > 0) & (weights[:, 2] > 0)).all()
+    assert model.weights.shape == (3,) and model.weights.sum() == pytest.approx(1.0)
+    # one group per member is also a valid hierarchy; a group index left unused is not
+    build_head("hierarchical", [8, 8, 12], FusionConfig(), (0, 1, 2))
+    with pytest.raises(ValueError, match="each index used"):
+        build_head("hierarchical", [8, 8, 12], FusionConfig(), (0, 2, 2))

@@ -39,6 +39,11 @@ OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("hybrid", {"ffn": "swiglu", "revin": False}),
     # the real calendar: build finds day_of_week and month_of_year among the data's features by name
     ("hybrid", {"feature_names": ("log_return", "day_of_week_sin", "day_of_week_cos", "month_of_year_cos")}),
+    # news cross-attention: fed random news by WithNews, so every shared test runs the news path
+    ("transformer", {"news_attention": True}),
+    ("transformer", {"news_attention": True, "lead_lag": 2, "groups": (0, 1, 0, 2, 1), "ffn": "swiglu"}),
+    ("hybrid", {"news_attention": True}),
+    ("hybrid", {"news_attention": True, "ffn": "kan", "revin": False}),
 ]
 # every family at its defaults, then the option cases
 CASES: list[tuple[str, dict[str, Any]]] = [(family, {}) for family in models.FAMILIES] + OPTION_CASES
@@ -48,9 +53,37 @@ ALL_TERMS = LossWeights(barrier=0.1, information_ratio=0.1, drawdown=0.5, turnov
 MIXING = ("transformer", "gnn")  # families that exchange information across assets
 
 
+NEWS_DIM, N_NEWS = 8, 3  # news tokens [B, N_NEWS, NEWS_DIM]
+
+
+def random_news(batch: int, seed: int = 7, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """news [batch, N_NEWS, NEWS_DIM] and news_mask [batch, N_NEWS]: the oldest bar of every
+    other date has no news (its token is junk that must not matter)."""
+    generator = torch.Generator().manual_seed(seed)
+    news = torch.randn(batch, N_NEWS, NEWS_DIM, generator=generator)
+    news_mask = torch.ones(batch, N_NEWS, dtype=torch.bool)
+    news_mask[::2, 0] = False
+    return news.to(device), news_mask.to(device)
+
+
+class WithNews(torch.nn.Module):
+    """A news-reading model called the contract's way, fed a fixed random news batch (the same
+    for the same batch size), so the shared contract tests run its news path."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.embedding_dim = model.embedding_dim
+
+    def forward(self, x: torch.Tensor, asset_ids: torch.Tensor, mask: torch.Tensor, return_attention: bool = False):
+        news, news_mask = random_news(x.shape[0], device=x.device)
+        return self.model(x, asset_ids, mask, return_attention=return_attention, news=news, news_mask=news_mask)
+
+
 def build_small(family: str, **arch: Any) -> torch.nn.Module:
     torch.manual_seed(0)
-    return models.build(family, n_assets=A, n_features=F, lookback=L, **{**SMALL[family], **arch})
+    model = models.build(family, n_assets=A, n_features=F, lookback=L, news_dim=NEWS_DIM, **{**SMALL[family], **arch})
+    return WithNews(model) if arch.get("news_attention") else model
 
 
 def random_inputs(seed: int = 0, batch: int = B) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """The one path from a panel to windows: a fitted, serialisable data pipeline.
 
-A `DataPipeline` is the data config plus what was fit on training dates (the train_* scaler)
-and the asset order, feature order and lookback the models were built for. Training
+A `DataPipeline` is the data config plus what was fit on training dates (the train_* scaler,
+the news embedder's TF-IDF weights) and the asset order, feature order and lookback the models were built for. Training
 (`prepare` -> `Prepared.windows`), the ensemble artifact, `backtest`, `predict`, `data export`,
 the pyfunc and the server all turn a panel into features and windows through it, so a change to
 features or scaling cannot make inference quietly differ from training.
@@ -25,6 +25,16 @@ import numpy as np
 from quantray.config import DataConfig, resolve, to_dict
 from quantray.data.features import Features, Scaler, apply_scaler, build_features, fit_scaler
 from quantray.data.labels import Labels, build_labels
+from quantray.data.news import (
+    DailyNews,
+    NewsTokens,
+    TfidfEmbedder,
+    align_news,
+    embed_news,
+    fit_tfidf,
+    load_news_items,
+    training_bars,
+)
 from quantray.data.panel import Panel, check_history, select_assets
 from quantray.data.sources import load_panel
 from quantray.data.splits import Split, split_dates
@@ -34,6 +44,7 @@ from quantray.errors import BadInput
 Part = Literal["train", "val", "test"]
 PIPELINE_FILE = "pipeline.json"
 SCALER_FILE = "scaler.npz"
+NEWS_FILE = "news_idf.npy"
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +55,8 @@ class DataPipeline:
     asset_names: tuple[str, ...]
     feature_names: tuple[str, ...]
     scaler: Scaler | None = None  # fit on training dates for train_* normalization; None otherwise
+    news_embedder: TfidfEmbedder | None = None  # fit on training bars when the news is text; None otherwise
+    news_dim: int = 0  # E of the news tokens; 0 without news
 
     @property
     def lookback(self) -> int:
@@ -82,12 +95,27 @@ class DataPipeline:
         if dates_idx is None:
             dates_idx = np.arange(self.lookback - 1, panel.n_dates)
         return Windows(features.values, build_labels(panel, self.config.horizon), features.valid,
-                       self.lookback, dates_idx)
+                       self.lookback, dates_idx, self.news_tokens(panel))
+
+    def news_tokens(self, panel: Panel, daily: DailyNews | None = None) -> NewsTokens | None:
+        """The embedded news of `panel`'s bars (read from the configured source unless `daily` is
+        given), or None without news."""
+        if not self.config.news.enabled:
+            return None
+        if daily is None:
+            daily = daily_news(self.config, select_assets(panel, self.asset_names))
+        tokens = embed_news(daily, self.news_embedder, self.config.news.window)
+        if tokens.dim != self.news_dim:
+            raise BadInput(f"data.news: the news has {tokens.dim} embedding values, the model was trained on {self.news_dim}")
+        return tokens
 
     def same_as(self, other: "DataPipeline") -> bool:
         """Whether `other` makes the same inputs from a panel (members of one ensemble must)."""
         if (to_dict(self.config), self.asset_names, self.feature_names) != \
                 (to_dict(other.config), other.asset_names, other.feature_names):
+            return False
+        if (self.news_embedder is None) != (other.news_embedder is None) or (
+                self.news_embedder is not None and not np.array_equal(self.news_embedder.idf, other.news_embedder.idf)):
             return False
         if self.scaler is None or other.scaler is None:
             return self.scaler is None and other.scaler is None
@@ -103,10 +131,13 @@ class DataPipeline:
             "asset_names": list(self.asset_names),
             "feature_names": list(self.feature_names),
             "scaler": None if self.scaler is None else {"method": self.scaler.method, "clip": float(self.scaler.clip)},
+            "news_dim": self.news_dim,
         }
         (directory / PIPELINE_FILE).write_text(json.dumps(document, indent=2))
         if self.scaler is not None:
             np.savez(directory / SCALER_FILE, center=self.scaler.center, scale=self.scaler.scale)
+        if self.news_embedder is not None:
+            np.save(directory / NEWS_FILE, self.news_embedder.idf)
 
 
 def load_pipeline(directory: Path) -> DataPipeline:
@@ -119,21 +150,43 @@ def load_pipeline(directory: Path) -> DataPipeline:
     if document["scaler"] is not None:
         arrays = np.load(Path(directory) / SCALER_FILE)
         scaler = Scaler(document["scaler"]["method"], arrays["center"], arrays["scale"], document["scaler"]["clip"])
+    config = resolve(DataConfig, document["config"], where=str(where), key="config")
+    embedder = None
+    if (Path(directory) / NEWS_FILE).is_file():
+        embedder = TfidfEmbedder(config.news.dim, config.news.ngrams, np.load(Path(directory) / NEWS_FILE))
     return DataPipeline(
-        config=resolve(DataConfig, document["config"], where=str(where), key="config"),
+        config=config,
         asset_names=tuple(document["asset_names"]),
         feature_names=tuple(document["feature_names"]),
         scaler=scaler,
+        news_embedder=embedder,
+        news_dim=int(document.get("news_dim", 0)),
     )
 
 
-def fit_pipeline(config: DataConfig, assets: tuple[str, ...], raw: Features, train_dates: np.ndarray) -> DataPipeline:
-    """Fit the normalization on `train_dates` only (train_* methods; rolling ones fit nothing)."""
+def fit_pipeline(config: DataConfig, assets: tuple[str, ...], raw: Features, train_dates: np.ndarray,
+                 news: DailyNews | None = None) -> DataPipeline:
+    """Fit the normalization on `train_dates` only (train_* methods; rolling ones fit nothing),
+    and the news embedder on the news the training samples read (`news`: the aligned news)."""
     normalization = config.features.normalization
     scaler = None
     if normalization.startswith("train_"):
         scaler = fit_scaler(raw, train_dates, normalization.removeprefix("train_"), config.features.clip)
-    return DataPipeline(config, tuple(assets), raw.names, scaler)
+    embedder, news_dim = None, 0
+    if news is not None:
+        if news.documents is not None:
+            cfg = config.news
+            embedder = fit_tfidf(news.documents, training_bars(train_dates, cfg.window), cfg.dim, cfg.ngrams)
+            news_dim = cfg.dim
+        else:
+            news_dim = news.vectors.shape[1]
+    return DataPipeline(config, tuple(assets), raw.names, scaler, embedder, news_dim)
+
+
+def daily_news(config: DataConfig, panel: Panel) -> DailyNews:
+    """The configured news source aligned to `panel`'s bars by the timestamp rule."""
+    items = load_news_items(config.news, panel.dates, panel.assets, panel.field("close"))
+    return align_news(items, panel.dates, config.news.rule, panel.assets)
 
 
 def sample_splits(config: DataConfig, valid: np.ndarray) -> list[Split]:
@@ -158,8 +211,10 @@ class Prepared:
     raw_features: Features  # unscaled; each fold's pipeline scales them
     labels: Labels
     splits: list[Split]
+    news: DailyNews | None = None  # the aligned news, when the config has a news source
     _pipelines: dict[int, DataPipeline] = field(default_factory=dict, repr=False, compare=False)
     _features: dict[int, Features] = field(default_factory=dict, repr=False, compare=False)
+    _news_tokens: dict[int, NewsTokens] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_assets(self) -> int:
@@ -187,7 +242,7 @@ class Prepared:
         self._check_fold(fold)
         if fold not in self._pipelines:
             self._pipelines[fold] = fit_pipeline(self.config, self.panel.assets, self.raw_features,
-                                                 self.splits[fold].train)
+                                                 self.splits[fold].train, self.news)
         return self._pipelines[fold]
 
     def fold_features(self, fold: int = 0) -> Features:
@@ -201,7 +256,16 @@ class Prepared:
             raise ValueError(f"part must be train, val or test, got {part!r}")
         features = self.fold_features(fold)
         dates = getattr(self.splits[fold], part)
-        return Windows(features.values, self.labels, features.valid, self.config.lookback, dates)
+        return Windows(features.values, self.labels, features.valid, self.config.lookback, dates,
+                       self.news_tokens(fold))
+
+    def news_tokens(self, fold: int = 0) -> NewsTokens | None:
+        """The news as fold `fold`'s pipeline embeds it (None without news)."""
+        if self.news is None:
+            return None
+        if fold not in self._news_tokens:
+            self._news_tokens[fold] = self.pipeline(fold).news_tokens(self.panel, self.news)
+        return self._news_tokens[fold]
 
     def _check_fold(self, fold: int) -> None:
         if not 0 <= fold < len(self.splits):
@@ -216,4 +280,5 @@ def prepare(cfg: DataConfig = DataConfig()) -> Prepared:
     panel = load_panel(cfg.source)
     check_history(panel, cfg.lookback)
     raw = build_features(panel, cfg.features)
-    return Prepared(cfg, panel, raw, build_labels(panel, cfg.horizon), sample_splits(cfg, raw.valid))
+    news = daily_news(cfg, panel) if cfg.news.enabled else None
+    return Prepared(cfg, panel, raw, build_labels(panel, cfg.horizon), sample_splits(cfg, raw.valid), news)

@@ -55,6 +55,41 @@ class MarketParams:
     volume_beta: float = 0.5  # log volume per unit of |return| / vol
 
 
+# the synthetic news stream (synthetic_news): informed days carry one of these, the others filler
+BULLISH: tuple[str, ...] = ("rally", "upgrade", "beat", "surge", "optimism")
+BEARISH: tuple[str, ...] = ("selloff", "downgrade", "miss", "plunge", "fear")
+FILLER: tuple[str, ...] = (
+    "market", "shares", "traders", "session", "index", "fund", "analysts", "report", "week", "investors",
+    "volume", "sector", "earnings", "policy", "rates", "bond", "yields", "outlook", "data", "futures",
+)
+
+
+def synthetic_news(dates: np.ndarray, closes: np.ndarray, *, seed: int = 0, informed: float = 0.3
+                   ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One headline a day for a panel, with a planted, known information content.
+
+    The headline stamped on bar s is written after its close, so (rule `next_bar`) it reaches the
+    decision at bar s+1, whose position earns the return from close s+1 to close s+2. On a share
+    `informed` of days the headline carries a bullish word when the equal-weight market return
+    over (s+1, s+2] is positive and a bearish one otherwise: a model that reads the news knows the
+    market's next sign on those days, and nothing else; every other word is filler drawn at
+    random. Deterministic for `seed`; independent of the panel's own draws. Returns (stamps
+    [T], texts [T])."""
+    rng = np.random.default_rng((seed, 7919))
+    T = len(dates)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        market = np.nanmean(closes[1:] / closes[:-1] - 1.0, axis=1)  # market[i]: close i -> i+1
+    texts = []
+    for s in range(T):
+        words = list(rng.choice(FILLER, size=6))
+        known = s + 2 < T and np.isfinite(market[s + 1])
+        if rng.random() < informed and known:
+            words.insert(int(rng.integers(0, len(words) + 1)),
+                         str(rng.choice(BULLISH if market[s + 1] > 0 else BEARISH)))
+        texts.append(" ".join(words))
+    return np.asarray(dates, dtype="datetime64[D]"), tuple(texts)
+
+
 def default_names(n_assets: int) -> tuple[str, ...]:
     extra = tuple(f"SYN{i:03d}" for i in range(len(ETF_NAMES), n_assets))
     return (ETF_NAMES + extra)[:n_assets]

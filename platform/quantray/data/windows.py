@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from quantray.data.labels import Labels
+from quantray.data.news import NewsTokens
 
 if TYPE_CHECKING:
     import ray.data
@@ -23,10 +24,11 @@ FLOAT_LABELS: tuple[str, ...] = ("next_return", "fwd_return", "volatility", "vol
 
 
 class Windows:
-    """Sample dates `dates_idx` over features [T, A, F]; `mask` [T, A] marks valid feature rows."""
+    """Sample dates `dates_idx` over features [T, A, F]; `mask` [T, A] marks valid feature rows;
+    `news` (when the data has news) adds `news [B, N, E]` and `news_mask [B, N]` to every batch."""
 
     def __init__(self, features: np.ndarray, labels: Labels, mask: np.ndarray, lookback: int,
-                 dates_idx: np.ndarray) -> None:
+                 dates_idx: np.ndarray, news: NewsTokens | None = None) -> None:
         T, A, _ = features.shape
         dates_idx = np.asarray(dates_idx, dtype=np.int64)
         if lookback < 1 or mask.shape != (T, A) or labels.next_return.shape != (T, A):
@@ -36,6 +38,9 @@ class Windows:
             raise ValueError(f"windows: sample dates must lie in [{lookback - 1}, {T - 1}]")
         self.features, self.labels, self.mask = features, labels, mask
         self.lookback, self.dates_idx = lookback, dates_idx
+        if news is not None and news.values.shape[0] != T:
+            raise ValueError(f"windows: news covers {news.values.shape[0]} dates, features {T}")
+        self.news = news
         # [T-L+1, A, L, F], a view: window i covers rows i..i+L-1 and belongs to date i+L-1
         self.view = sliding_window_view(features, lookback, axis=0).transpose(0, 1, 3, 2)
 
@@ -44,7 +49,7 @@ class Windows:
 
     def __reduce__(self) -> tuple:
         # Pickle the base arrays, not the view (pickling a view would materialize every window).
-        return (Windows, (self.features, self.labels, self.mask, self.lookback, self.dates_idx))
+        return (Windows, (self.features, self.labels, self.mask, self.lookback, self.dates_idx, self.news))
 
     @property
     def n_assets(self) -> int:
@@ -56,7 +61,7 @@ class Windows:
 
     def at(self, dates_idx: np.ndarray) -> "Windows":
         """The same features and labels, sampled at other dates."""
-        return Windows(self.features, self.labels, self.mask, self.lookback, dates_idx)
+        return Windows(self.features, self.labels, self.mask, self.lookback, dates_idx, self.news)
 
     def batch(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
         """The samples at positions `rows` of `dates_idx`."""
@@ -81,6 +86,8 @@ class Windows:
         for name in FLOAT_LABELS:
             values = getattr(labels, name)[t]
             out[name] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        if self.news is not None:
+            out["news"], out["news_mask"] = self.news.gather(t)
         return out
 
     def _gather_x(self, t: np.ndarray) -> np.ndarray:

@@ -99,6 +99,7 @@ def describe(ensemble: Ensemble) -> dict[str, Any]:
         "val_sharpe": float(ensemble.val_sharpe),
         "fusion": model.config.to_dict(),
         "head_dims": list(model.head.dims) if model.head is not None else None,
+        "head_groups": list(model.head.groups) if model.method == "hierarchical" else None,
     }
 
 
@@ -117,7 +118,7 @@ def load_ensemble(directory: Path) -> Ensemble:
     fusion = resolve(FusionConfig, meta["fusion"], where=str(where), key="fusion")
     head = None
     if meta["head_dims"] is not None:
-        head = build_head(meta["method"], meta["head_dims"], fusion)
+        head = build_head(meta["method"], meta["head_dims"], fusion, meta.get("head_groups"))
         head.load_state_dict(torch.load(directory / "fusion.pt", map_location="cpu", weights_only=True))
     return Ensemble(
         model=EnsembleModel(members, meta["method"], head, np.asarray(meta["weights"]), fusion),

@@ -1,10 +1,14 @@
 """Fuse frozen members into one strategy, fit on the validation block only.
 
-Three methods:
+Four methods:
 - `concat`: the members' embeddings, concatenated per asset [T, A, ΣD], through a small MLP
   head to a tanh position; trained on the Sharpe term of the objective;
 - `attention`: a learned query scores each member's (projected) embedding per asset, a softmax
   over members mixes them, and the same kind of head maps the mix to a position;
+- `hierarchical`: members are grouped (by model family by default, or by any value of their
+  config, `FusionConfig.grouping`); an attention over members inside each group fuses the group,
+  then an attention over the groups fuses the groups (seed 001: "fuse groups, then fuse the
+  groups"), and the same kind of head maps the result to a position;
 - `greedy`: Caruana et al. (2004) ensemble selection with replacement over the members'
   positions, maximizing the validation net Sharpe; no trainable part.
 
@@ -25,6 +29,7 @@ from torch import nn
 
 from quantray.config import FUSION_METHODS
 from quantray.data.windows import Windows
+from quantray.errors import BadInput
 from quantray.evaluate.metrics import annualized_sharpe, net_returns
 from quantray.train.checkpoint import Member
 from quantray.train.inference import padded_batches, run_model
@@ -47,6 +52,8 @@ class FusionConfig:
     seed: int = 0
     greedy_rounds: int = 50  # ensemble-selection steps; the best prefix is kept
     holdout: float = 0.25  # tail of the validation block that picks the head's epoch (early stopping)
+    # hierarchical: the dotted key of a member's TrainConfig whose value names its group
+    grouping: str = "model.family"
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -56,7 +63,7 @@ class FusionConfig:
 class FusionOutput:
     positions: np.ndarray  # [T, A] in [-1, 1], 0 for masked assets
     embeddings: np.ndarray | None  # [T, A, E] fused embeddings, when asked for
-    member_weights: np.ndarray | None  # [T, A, M] attention over members (attention method only)
+    member_weights: np.ndarray | None  # [T, A, M] attention over members (attention, hierarchical)
 
 
 @dataclass
@@ -201,16 +208,98 @@ class AttentionHead(nn.Module):
         return torch.tanh(logit) * mask, hidden * mask[..., None], weights
 
 
-HEADS: dict[str, type[nn.Module]] = {"concat": ConcatHead, "attention": AttentionHead}
+class AttentionPool(nn.Module):
+    """A learned query's softmax over the second-to-last axis: [..., N, H] -> ([..., H], [..., N])."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.key = nn.Linear(hidden, hidden, bias=False)
+        self.query = nn.Parameter(torch.randn(hidden) / math.sqrt(hidden))
+
+    def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = torch.softmax(self.key(values) @ self.query / math.sqrt(values.shape[-1]), dim=-1)
+        return (weights[..., None] * values).sum(dim=-2), weights
 
 
-def build_head(method: str, dims: Sequence[int], config: FusionConfig) -> nn.Module:
-    """A freshly initialised head for `method` over members with embedding sizes `dims`."""
+class HierarchicalHead(nn.Module):
+    """Fuse each group of members (an attention over the group's members), then fuse the groups (an
+    attention over the groups' fused embeddings); the result corrects the members' consensus logit.
+
+    `groups[m]` is member m's group index (0..G-1, every index used). A member's weight is its
+    group's weight times its weight inside the group, so the weights over members sum to 1.
+    """
+
+    def __init__(self, dims: Sequence[int], groups: Sequence[int], hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.dims = tuple(int(d) for d in dims)
+        self.groups = tuple(int(g) for g in groups)
+        if len(self.groups) != len(self.dims) or sorted(set(self.groups)) != list(range(len(set(self.groups)))):
+            raise ValueError(f"groups {list(self.groups)} must give each of the {len(self.dims)} members "
+                             f"a group index 0..G-1, each index used")
+        n_groups = len(set(self.groups))
+        self.consensus = ConsensusStart(len(self.dims))
+        self.project = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden)) for d in self.dims)
+        self.within = nn.ModuleList(AttentionPool(hidden) for _ in range(n_groups))  # one per group
+        self.group_norm = nn.LayerNorm(hidden)
+        self.across = AttentionPool(hidden)
+        self.body = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.out = zero_linear(hidden, 1)
+
+    def forward(self, embeddings: list[torch.Tensor], member_positions: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(position [B, A], fused embedding [B, A, H], weights over members [B, A, M])."""
+        values = [proj(e) for proj, e in zip(self.project, embeddings)]  # M x [B, A, H]
+        fused_groups, member_weights = [], [None] * len(values)
+        for g, pool in enumerate(self.within):
+            members = [m for m, group in enumerate(self.groups) if group == g]
+            fused, weights = pool(torch.stack([values[m] for m in members], dim=-2))  # [B, A, H], [B, A, n_g]
+            fused_groups.append(self.group_norm(fused))
+            for i, m in enumerate(members):
+                member_weights[m] = weights[..., i]
+        fused, group_weights = self.across(torch.stack(fused_groups, dim=-2))  # [B, A, H], [B, A, G]
+        hidden = self.body(fused)
+        logit = self.consensus(member_positions) + self.out(hidden).squeeze(-1)
+        weights = torch.stack([group_weights[..., g] * w for g, w in zip(self.groups, member_weights)], dim=-1)
+        return torch.tanh(logit) * mask, hidden * mask[..., None], weights
+
+
+HEADS: dict[str, type[nn.Module]] = {"concat": ConcatHead, "attention": AttentionHead,
+                                     "hierarchical": HierarchicalHead}
+
+
+def build_head(method: str, dims: Sequence[int], config: FusionConfig,
+               groups: Sequence[int] | None = None) -> nn.Module:
+    """A freshly initialised head for `method` over members with embedding sizes `dims`
+    (`groups`: each member's group index, for `hierarchical` only)."""
     if method not in HEADS:
         raise ValueError(f"method {method!r} has no head")
+    if (groups is not None) != (method == "hierarchical"):
+        raise ValueError(f"method {method!r} {'takes no' if groups is not None else 'needs'} member groups")
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(config.seed)
+        if method == "hierarchical":
+            return HierarchicalHead(dims, groups, config.hidden, config.dropout)
         return HEADS[method](dims, config.hidden, config.dropout)
+
+
+def member_groups(members: Sequence[Member], grouping: str) -> tuple[int, ...]:
+    """Each member's group index, by the value of `grouping` (a dotted key of its TrainConfig, e.g.
+    `model.family` or `model.arch.ffn`), numbered in order of first appearance."""
+    labels = [str(config_value(member.config, grouping)) for member in members]
+    order = list(dict.fromkeys(labels))
+    return tuple(order.index(label) for label in labels)
+
+
+def config_value(config: object, dotted: str) -> object:
+    value = config
+    for part in dotted.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)  # an arch key a member leaves at its default groups as None
+        elif hasattr(value, "__dataclass_fields__") and part in value.__dataclass_fields__:
+            value = getattr(value, part)
+        else:
+            raise BadInput(f"fusion.grouping: {dotted!r} is not a key of a member's config")
+    return value
 
 
 def apply_head(head: nn.Module, members: MemberOutputs, mask: np.ndarray, *, embeddings: bool) -> FusionOutput:
@@ -251,9 +340,10 @@ def fit_fusion(members: Sequence[Member], windows: Windows, method: str, *, cost
         weights = greedy_weights(outputs.positions, labels["next_return"], labels["mask"], cost_bps,
                                  rounds=config.greedy_rounds)
         return EnsembleModel(members, method, None, weights, config)
-    head = build_head(method, [e.shape[-1] for e in outputs.embeddings], config)
+    groups = member_groups(members, config.grouping) if method == "hierarchical" else None
+    head = build_head(method, [e.shape[-1] for e in outputs.embeddings], config, groups)
     train_head(head, outputs, labels["next_return"], labels["mask"], cost_bps, config)
-    if method == "attention":
+    if method in ("attention", "hierarchical"):
         weights = apply_head(head, outputs, labels["mask"], embeddings=False).member_weights
         weights = mean_member_weights(weights, labels["mask"])
     else:

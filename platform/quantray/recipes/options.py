@@ -40,7 +40,8 @@ class EnsembleOptions:
 
     top_k: int = option(5, "members to fuse")
     method: str = option("concat", "concat: MLP over concatenated embeddings; attention: attention over "
-                                   "members; greedy: Caruana ensemble selection over positions", choices=FUSION_METHODS)
+                                   "members; hierarchical: attention within each model family, then across "
+                                   "families; greedy: Caruana ensemble selection over positions", choices=FUSION_METHODS)
     max_corr: float = option(0.95, "skip a trial whose validation returns correlate above this with a member")
     storage: Path | None = option(None, "where the search's results are (default: QUANTRAY_STORAGE or "
                                         "./.quantray/tune)")

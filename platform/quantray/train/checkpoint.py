@@ -50,6 +50,7 @@ def build_model(config: TrainConfig, pipeline: DataPipeline) -> "torch.nn.Module
         n_features=pipeline.n_features,
         lookback=pipeline.lookback,
         feature_names=pipeline.feature_names,
+        news_dim=pipeline.news_dim,
         **config.model.arch,
     )
 

@@ -50,11 +50,14 @@ def run_model(
     with torch.no_grad():
         for rows, n_real in padded_batches(len(windows)):
             batch = windows.batch(rows)
+            news = batch.get("news")
             out = model(
                 torch.as_tensor(batch["x"], device=device),
                 torch.as_tensor(batch["asset_ids"], device=device),
                 torch.as_tensor(batch["mask"], device=device),
                 return_attention=attention,
+                news=None if news is None else torch.as_tensor(news, device=device),
+                news_mask=None if news is None else torch.as_tensor(batch["news_mask"], device=device),
             )
             positions.append(out.position[:n_real].float().cpu().numpy())
             if embeddings:

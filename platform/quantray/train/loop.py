@@ -6,6 +6,11 @@ runs in a plain process (`InProcessSession`), inside a Tune trial, or on every w
 `TorchTrainer` (see quantray.train.launch). It never imports Ray.
 `InProcessSession` + `directory_reporter` run it without Ray (tests, GPU benchmarks).
 
+With a `pretrain` section (epochs > 0) a fresh run first pretrains the encoder with the NT-Xent
+contrastive loss on the same training batches (quantray.train.contrastive), then fine-tunes the
+whole model on the objective; the pretraining epochs and their last loss are reported with every
+epoch's metrics (`pretrain_epochs`, `pretrain_loss`).
+
 Every epoch it evaluates the whole validation block and reports the validation net Sharpe
 (after turnover costs, annualized), the objective's loss, IC and hit rate, with a checkpoint
 holding the resume state and the best epoch's member checkpoint (`best/`).
@@ -36,9 +41,9 @@ if TYPE_CHECKING:
 
 BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
 STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
-TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume")
+TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume", "news")
 TENSOR_KEYS_INT = ("asset_ids", "direction", "regime", "barrier", "date_idx")
-TENSOR_KEYS_BOOL = ("mask", "label_mask")
+TENSOR_KEYS_BOOL = ("mask", "label_mask", "news_mask")
 
 
 class Session(Protocol):
@@ -60,6 +65,7 @@ class FitSummary:
     best_val_sharpe: float
     best_epoch: int
     epochs_run: int
+    pretrain_epochs: int = 0  # contrastive pretraining epochs run before them
 
 
 def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
@@ -83,13 +89,18 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
         resume = session.latest_checkpoint()
         if resume is not None:
             start_epoch, best_sharpe, best_epoch = _restore(resume, model, optimizer, best_dir)
+        pretrain_losses: list[float] = []
+        if start_epoch == 0:  # a resumed run restored weights that were already pretrained
+            pretrain_losses = pretrain(model, config, session)
+        pretrain_metrics = {"pretrain_epochs": len(pretrain_losses),
+                            "pretrain_loss": pretrain_losses[-1] if pretrain_losses else math.nan}
 
         for epoch in range(start_epoch, config.optim.epochs):
             model.train()
             train_losses = []
             for batch in session.train_batches(epoch):
                 tensors = to_tensors(batch, session.device)
-                out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
+                out = run_batch(model, tensors)
                 loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
@@ -103,6 +114,7 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
             evaluation = evaluate(unwrap(model), val_windows, config, session.device, periods_per_year)
             metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(train_losses)) if train_losses else math.nan}
             metrics.update(evaluation.metrics)
+            metrics.update(pretrain_metrics)
             if metrics["val_sharpe"] > best_sharpe:
                 best_sharpe, best_epoch = metrics["val_sharpe"], epoch + 1
                 save_checkpoint(best_dir, unwrap(model), config, pipeline, metrics,
@@ -117,7 +129,41 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
             }
             session.report(metrics, _checkpoint_writer(state, best_dir))
 
-    return FitSummary(best_val_sharpe=best_sharpe, best_epoch=best_epoch, epochs_run=config.optim.epochs - start_epoch)
+    return FitSummary(best_val_sharpe=best_sharpe, best_epoch=best_epoch, epochs_run=config.optim.epochs - start_epoch,
+                      pretrain_epochs=len(pretrain_losses))
+
+
+def pretrain(model: "torch.nn.Module", config: TrainConfig, session: Session) -> list[float]:
+    """The pretraining phase: `config.pretrain.epochs` epochs of NT-Xent on the training batches,
+    with its own optimizer over the model and a projection head that is then dropped. Returns
+    each epoch's mean loss. Batches of pretraining epoch i are drawn as epoch optim.epochs + i, so
+    they never repeat a fine-tuning epoch's order."""
+    import torch
+
+    from quantray.train.contrastive import contrastive_loss, projection_head  # lazy: imports torch
+
+    settings = config.pretrain
+    if settings.epochs == 0:
+        return []
+    projection = projection_head(unwrap(model).embedding_dim, settings.projection).to(session.device)
+    parameters = list(model.parameters()) + list(projection.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.optim.weight_decay)
+    losses = []
+    model.train()
+    for epoch in range(settings.epochs):
+        epoch_losses = []
+        for batch in session.train_batches(config.optim.epochs + epoch):
+            loss = contrastive_loss(model, projection, to_tensors(batch, session.device), settings)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretraining loss became {loss.item()} at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, config.optim.grad_clip)
+            optimizer.step()
+            epoch_losses.append(loss.item())
+        losses.append(float(np.mean(epoch_losses)) if epoch_losses else math.nan)
+    return losses
 
 
 @dataclass
@@ -140,7 +186,7 @@ def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, de
     model.eval()
     with torch.no_grad():
         tensors = to_tensors(everything, device)
-        out = model(tensors["x"], tensors["asset_ids"], tensors["mask"])
+        out = run_batch(model, tensors)
         loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
     positions = out.position.float().cpu().numpy()
     returns = net_returns(positions, everything["next_return"], everything["mask"], config.data.cost_bps)
@@ -153,6 +199,12 @@ def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, de
         "val_loss": float(loss.item()),
     }
     return Evaluation(metrics=metrics, returns=returns, positions=positions)
+
+
+def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], return_attention: bool = False):
+    """The model's Output on a batch of tensors; the news tokens go in when the data has them."""
+    return model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
+                 news=tensors.get("news"), news_mask=tensors.get("news_mask"))
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, "torch.Tensor"]:

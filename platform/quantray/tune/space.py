@@ -1,7 +1,9 @@
 """Search spaces: a YAML file -> a validated `SearchSpace` -> Optuna define-by-run -> `TrainConfig`.
 
 A space YAML has the sections of `TrainConfig` (data, model, loss, optim, seed, resources) plus
-`name`, `budget` and `asha`. Any value under model.arch, loss and optim may be a distribution:
+`name`, `budget`, `asha` and `pretrain` (contrastive pretraining before the Sharpe epochs:
+epochs, temperature, augment, ...). Any value under model.arch, loss, optim and pretrain may be a
+distribution:
 
     {int: [lo, hi]}            integer, inclusive; `log: true` for a log scale, `step: k`
     {float: [lo, hi]}          float; `log: true` for a log scale
@@ -22,12 +24,14 @@ from typing import Any, Mapping
 
 from quantray import models
 from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, resolve, to_dict
+from quantray.data.news import check_news_config
 from quantray.errors import BadInput
 
-TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optim", "resources", "budget", "asha", "walkforward")
+TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optim", "pretrain", "resources", "budget", "asha",
+                  "walkforward")
 WALKFORWARD_MODES = ("search", "refit")
 DISTRIBUTION_KINDS = ("int", "float", "choice")
-TUNABLE_SECTIONS = ("loss", "optim")
+TUNABLE_SECTIONS = ("loss", "optim", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -257,11 +261,14 @@ def _validate(space: SearchSpace) -> None:
             if len(space.families) > 1:
                 params["model.family"] = family
             config = space.resolve(params)
+            news = config.data.news
+            if news.enabled:
+                check_news_config(news)
             try:
                 # a group map names one group per asset: build for as many assets as it has
                 n_assets = len(config.model.arch.get("groups") or ()) or 2
                 models.build(family, n_assets=n_assets, n_features=3, lookback=config.data.lookback,
-                             **config.model.arch)
+                             news_dim=news.dim if news.enabled else 0, **config.model.arch)
             except (TypeError, ValueError) as exc:
                 raise BadInput(f"{space.path}: key 'model.arch' ({family}): {exc}") from None
             _check_training(config, where)
