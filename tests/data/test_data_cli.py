@@ -102,7 +102,9 @@ def test_empty_folder_and_short_history(tmp_path, capsys):
 
 
 def test_show_and_check_a_good_folder(tmp_path, capsys):
-    folder = write_ticker_csvs(tmp_path / "prices", late_start_panel(days=200))
+    # 250 dates: after the default features' warm-up and the lookback, enough for a validation block
+    # purged and embargoed before the test block
+    folder = write_ticker_csvs(tmp_path / "prices", late_start_panel(days=250))
     code, out, _ = run_cli(capsys, "data", "show", f"csv:{folder}")
     assert code == 0
     assert "assets:  3" in out and "gaps:    1 " in out and "open, high, low, close, volume" in out

@@ -49,7 +49,10 @@ def ensembles(mlflow_process, prepared: Prepared, member_dirs: list[Path], mlflo
     for method, dsr, pbo in [("greedy", 0.97, 0.2), ("attention", 0.99, 0.3)]:
         ensemble = fit_ensemble(prepared, member_dirs, method)
         mv = register_ensemble(save_ensemble(root / method, ensemble), name=NAME,
-                               metrics={"dsr": dsr, "pbo": pbo}, config={"method": method}, report_dir=None,
+                               # what the gates read: the DSR and the test Sharpe against the baselines
+                               metrics={"dsr": dsr, "pbo": pbo, "test_sharpe": 1.0, "equal_weight_test_sharpe": 0.5,
+                                        "time_series_momentum_test_sharpe": 0.2},
+                               config={"method": method}, report_dir=None,
                                tracking_uri=mlflow_server, experiment="serve-tests", run_name=f"ensemble-{method}")
         found[str(mv.version)] = ensemble
     promote(f"models:/{NAME}/1", tracking_uri=mlflow_server)

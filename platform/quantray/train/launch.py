@@ -101,7 +101,9 @@ class WorkerSession:
     def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module":
         import ray.train.torch
 
-        return ray.train.torch.prepare_model(model)
+        # A head whose loss weight is 0 (barrier, volume, ... off in most spaces) gets no gradient, and
+        # DDP's default is to wait for every parameter's gradient: the step would fail.
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
 
     def latest_checkpoint(self) -> Path | None:
         import ray.train
