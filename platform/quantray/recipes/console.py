@@ -58,3 +58,12 @@ def libraries_logging_to(log: Path) -> Iterator[Console]:
         os.close(saved_out)
         os.close(saved_err)
         console.close()
+
+
+@contextmanager
+def quiet_console(verb: str) -> Iterator[Console]:
+    """A recipe's console when none was given: say where the libraries' output goes, then send it there."""
+    log = new_log_path(verb)
+    print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
+    with libraries_logging_to(log) as console:
+        yield console

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from quantray.data.sources import absolute_source
 from quantray.errors import BadInput
-from quantray.recipes.console import Console, libraries_logging_to, new_log_path
+from quantray.recipes.console import Console, quiet_console
 from quantray.recipes.options import QUICKSTART_SPACE, QuickstartOptions, WalkForwardOptions
 from quantray.recipes.walkforward import WalkForwardResult, run_walkforward
 from quantray.registry.store import PromotionResult, promote
@@ -50,9 +50,7 @@ def run_quickstart(options: QuickstartOptions = QuickstartOptions(),
     (its path printed first) and quantray's lines to the terminal.
     """
     if console is None:
-        log = new_log_path("quickstart")
-        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
-        with libraries_logging_to(log) as console:
+        with quiet_console("quickstart") as console:
             return run_quickstart(options, walkforward, console)
     uri = tracking_uri(walkforward.tracking_uri)
     walkforward = dataclasses.replace(

@@ -21,7 +21,7 @@ from quantray.tune.results import load_trials
 from quantray.tune.search import connect, experiment_name, scheduler, searcher, trial_resources, with_overrides
 from quantray.tune.space import SearchSpace, load_space
 from quantray.tune.trial import trial_main
-from quantray.recipes.console import Console, libraries_logging_to, new_log_path
+from quantray.recipes.console import Console, quiet_console
 from quantray.recipes.options import TuneOptions
 from quantray.workspace import tracking_uri, tune_storage
 
@@ -58,9 +58,7 @@ def run_tune(space_path: Path, options: TuneOptions = TuneOptions(), console: Co
     to a log file under the workspace (its path printed first) and quantray's lines to the terminal.
     """
     if console is None:
-        log = new_log_path("tune")
-        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
-        with libraries_logging_to(log) as console:
+        with quiet_console("tune") as console:
             return run_tune(space_path, options, console)
     options = with_absolute_paths(options)
     space = with_overrides(load_space(space_path), trials=options.trials,

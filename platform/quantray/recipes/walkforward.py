@@ -53,7 +53,7 @@ from quantray.evaluate.overfitting import (
 )
 from quantray.evaluate.report import write_walkforward_report
 from quantray.data.sources import absolute_source
-from quantray.recipes.console import Console, libraries_logging_to, new_log_path
+from quantray.recipes.console import Console, quiet_console
 from quantray.recipes.options import TuneOptions, WalkForwardOptions
 from quantray.recipes.tune import check_features, run_search
 from quantray.registry.store import client_for, experiment_id, register_ensemble
@@ -139,9 +139,7 @@ def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardO
     to a log file under the workspace (its path printed first) and quantray's lines to the terminal.
     """
     if console is None:
-        log = new_log_path("walkforward")
-        print(f"log           {log}  (Ray, Tune and MLflow output; failed trials' tracebacks)", flush=True)
-        with libraries_logging_to(log) as console:
+        with quiet_console("walkforward") as console:
             return run_walkforward(space_path, options, fusion, console)
     say = console.say
     started = time.monotonic()
