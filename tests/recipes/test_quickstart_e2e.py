@@ -77,11 +77,13 @@ def test_quickstart_end_to_end_then_predict_from_a_fresh_process(tmp_path: Path)
 
 
 def stitched_row(stdout: str) -> dict[str, float]:
-    """The walk-forward's `all stitched` line, by column."""
-    header = re.search(r"^fold\s+test dates\s+(.*)$", stdout, re.MULTILINE)
+    """The walk-forward's `all stitched` line, by column (the table's columns are 12 wide after a
+    30-character fold and dates prefix)."""
+    header = re.search(r"^fold\s+test dates\s+.*$", stdout, re.MULTILINE)
     row = re.search(r"^all\s+stitched\s+(.*)$", stdout, re.MULTILINE)
     assert header and row, stdout
-    names = re.split(r"\s{2,}", header.group(1).strip())
+    columns = header.group(0)[30:]
+    names = [columns[i:i + 12].strip() for i in range(0, len(columns), 12)]
     return dict(zip(names, map(float, row.group(1).split())))
 
 

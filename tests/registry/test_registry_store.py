@@ -240,3 +240,17 @@ def test_two_promotions_at_once_keep_champion_and_previous_consistent(mlflow_ser
         # each promotion reports the version it really demoted
         assert sorted(r.previous_version for r in outcomes.values()) == ["1", state["previous"]], outcomes
     assert not client.search_registered_models(f"name = '{store.lock_name(name)}'")  # released
+
+
+def test_using_a_tracking_uri_leaves_the_environment_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    """MLflow exports the URIs it is given; restoring by value used to export ./mlflow.db to every
+    subprocess started afterwards (a `quantray predict` then looked in the wrong store)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    with store.using_tracking_uri(f"sqlite:///{tmp_path / 'inside.db'}"):
+        assert os.environ["MLFLOW_TRACKING_URI"].endswith("inside.db")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    with store.using_tracking_uri(f"sqlite:///{tmp_path / 'inside.db'}"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:1"

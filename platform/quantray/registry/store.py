@@ -35,6 +35,7 @@ CHAMPION = "champion"
 MODEL_ARTIFACT = "model"  # the pyfunc's name inside the run
 REPORT_ARTIFACT = "report"
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+TRACKING_ENV, REGISTRY_ENV = "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"
 
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
@@ -55,26 +56,30 @@ def client_for(uri: str | None) -> "MlflowClient":
 
 @contextmanager
 def using_tracking_uri(uri: str) -> Iterator[None]:
-    """Point mlflow's fluent API at `uri` for a block, then restore the previous URIs.
+    """Point mlflow's fluent API at `uri` for a block, then restore the previous URIs exactly.
 
-    Inside, artifact transfers draw no progress bars: the CLI's stderr is for one-line errors.
+    MLflow exports a URI it is given to the environment (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI)
+    for subprocesses to inherit, so restoring "the previous URI" by value would export MLflow's
+    default store (./mlflow.db) to every process started afterwards: the variables are restored,
+    or removed, as they were. Inside, artifact transfers draw no progress bars: the CLI's stderr is
+    for one-line errors.
     """
     import mlflow
 
-    before, before_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    before_bar = os.environ.get(PROGRESS_BAR_ENV)
+    saved = {name: os.environ.get(name) for name in (TRACKING_ENV, REGISTRY_ENV, PROGRESS_BAR_ENV)}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     os.environ[PROGRESS_BAR_ENV] = "false"
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before)
-        mlflow.set_registry_uri(before_registry)
-        if before_bar is None:
-            os.environ.pop(PROGRESS_BAR_ENV, None)
-        else:
-            os.environ[PROGRESS_BAR_ENV] = before_bar
+        mlflow.set_tracking_uri(saved[TRACKING_ENV])  # None: back to MLflow's own default, unexported
+        mlflow.set_registry_uri(saved[REGISTRY_ENV])
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # ---- register ------------------------------------------------------------------------------------
