@@ -62,10 +62,14 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Date-based splits: the last dates are the test block, before them validation."""
+    """Date-based splits: the last dates are the test block, before them validation, before that
+    the early-stopping block (the end of the training history, held out to choose each run's epoch)."""
 
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # 0: no early-stopping block; each run's epoch is then chosen on validation, and every epoch
+    # counts as a configuration compared there (the Deflated Sharpe's N)
+    stop_fraction: float = 0.1
     embargo: int = 5  # dates dropped after each validation/test block
     folds: int = 1  # walk-forward folds (1 = a single train/val/test split)
 

@@ -49,7 +49,10 @@ def test_fit_reports_every_epoch_and_keeps_the_best_checkpoint(data, tmp_path: P
     for r in reports:
         assert {"val_sharpe", "val_loss", "val_ic", "val_hit_rate", "train_loss"} <= set(r)
         assert np.isfinite(r["val_sharpe"]) and np.isfinite(r["train_loss"])
-    assert reports[-1]["best_val_sharpe"] == max(r["val_sharpe"] for r in reports)
+    # the epoch is chosen on the early-stopping block; the run's score is that epoch's validation Sharpe
+    chosen = max(reports, key=lambda r: r["stop_sharpe"])
+    assert reports[-1]["best_epoch"] == chosen["epoch"]
+    assert reports[-1]["best_val_sharpe"] == chosen["val_sharpe"]
     assert (tmp_path / "ckpt" / STATE_FILE).exists()
 
     member = load_checkpoint(tmp_path / "ckpt" / BEST_DIR)  # weights_only load inside
@@ -59,6 +62,15 @@ def test_fit_reports_every_epoch_and_keeps_the_best_checkpoint(data, tmp_path: P
     positions = run_model(member.model, val).positions
     np.testing.assert_allclose(positions, member.val_positions, atol=1e-5)
     assert member.val_returns.shape == (len(val),)
+
+
+def test_without_a_stop_block_the_epoch_is_chosen_on_validation(tmp_path: Path) -> None:
+    data_config = dataclasses.replace(DATA, splits=dataclasses.replace(DATA.splits, stop_fraction=0.0))
+    config = dataclasses.replace(CONFIG, data=data_config, optim=dataclasses.replace(CONFIG.optim, epochs=3))
+    reports = train(config, prepare(data_config), tmp_path / "ckpt")
+    assert all("stop_sharpe" not in r for r in reports)
+    chosen = max(reports, key=lambda r: r["val_sharpe"])
+    assert (reports[-1]["best_epoch"], reports[-1]["best_val_sharpe"]) == (chosen["epoch"], chosen["val_sharpe"])
 
 
 def test_resume_continues_where_it_stopped(data, tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ def test_search_finishes_with_every_trial_in_mlflow(tmp_path: Path) -> None:
 
     trials = load_trials("e1", tmp_path / "tune")
     assert trials.n_tried == 4
+    assert trials.n_compared == 4  # epochs were chosen on the early-stopping block: one model per trial
     assert all(r.status == "TERMINATED" for r in trials.records)
     best = trials.best()
     assert best is not None and f"{best.val_sharpe:.2f}" in result.stdout

@@ -72,7 +72,7 @@ def _check(args: argparse.Namespace) -> int:
     panel, (split, *_) = prepared.panel, prepared.splits
     print(f"ok: {args.source}: {panel.n_assets} assets, {panel.n_dates} dates {panel.dates[0]}..{panel.dates[-1]}, "
           f"{int(panel.mask.sum())} rows, fields {','.join(panel.fields)}, {prepared.n_features} features, "
-          f"{len(split.train)}/{len(split.val)}/{len(split.test)} train/val/test sample dates")
+          f"{len(split.train)}/{len(split.stop)}/{len(split.val)}/{len(split.test)} train/stop/val/test sample dates")
     return 0
 
 

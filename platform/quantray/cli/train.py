@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train one fixed configuration (no search) and keep its checkpoint",
         description="Train CONFIG.yaml (the sections data, model, loss, optim, seed and an optional name; every "
                     "value fixed) in this process with the training loop a search trial runs. Prints the "
-                    "validation metrics of every epoch and of the best one, and keeps the best epoch's member "
+                    "validation metrics of every epoch and of the one chosen on the early-stopping block, and keeps "
+                    "that epoch's member "
                     "checkpoint, with its fitted data pipeline, under ./.quantray/train/NAME-TIMESTAMP/ "
                     "(`quantray backtest` takes that folder).",
     )
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from quantray.recipes.train import run_train  # lazy: torch, pandas
 
     result = run_train(args.config, options_from(TrainOptions, args))
-    print(f"{result.name}: best epoch {result.summary.best_epoch} of {len(result.history)} "
+    print(f"{result.name}: chosen epoch {result.summary.best_epoch} of {len(result.history)} "
           f"({result.seconds:.0f} s)")
     print("  ".join(f"{key} {result.metrics[key]:.4f}" for key in METRIC_KEYS if key in result.metrics))
     print(f"checkpoint    {result.checkpoint}")

@@ -41,7 +41,7 @@ from quantray.data.splits import Split, split_dates
 from quantray.data.windows import Windows
 from quantray.errors import BadInput
 
-Part = Literal["train", "val", "test"]
+Part = Literal["train", "stop", "val", "test"]
 PIPELINE_FILE = "pipeline.json"
 SCALER_FILE = "scaler.npz"
 NEWS_FILE = "news_idf.npy"
@@ -252,8 +252,8 @@ class Prepared:
         return self._features[fold]
 
     def windows(self, part: Part, fold: int = 0) -> Windows:
-        if part not in ("train", "val", "test"):
-            raise ValueError(f"part must be train, val or test, got {part!r}")
+        if part not in ("train", "stop", "val", "test"):
+            raise ValueError(f"part must be train, stop, val or test, got {part!r}")
         features = self.fold_features(fold)
         dates = getattr(self.splits[fold], part)
         return Windows(features.values, self.labels, features.valid, self.config.lookback, dates,

@@ -158,8 +158,9 @@ def validation_matrix(returns: dict[str, np.ndarray], length: int) -> np.ndarray
     return np.nan_to_num(np.stack(columns, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def summary_metrics(result: BacktestResult, trial_matrix: np.ndarray, n_tried: int) -> dict[str, float]:
-    """Test metrics of every strategy, and PSR/DSR/PBO of the main one."""
+def summary_metrics(result: BacktestResult, trial_matrix: np.ndarray, n_compared: int) -> dict[str, float]:
+    """Test metrics of every strategy, and PSR/DSR/PBO of the main one; the DSR's N is
+    `n_compared`, every model compared on validation data (`Trials.n_compared`)."""
 
     main = result.strategies[result.main]
     metrics = {f"test_{key}": float(value) for key, value in main.metrics.items()}
@@ -170,10 +171,10 @@ def summary_metrics(result: BacktestResult, trial_matrix: np.ndarray, n_tried: i
     if "oracle" in result.strategies and metrics["oracle_test_sharpe"] > 0.0:
         metrics["oracle_ratio"] = metrics["test_sharpe"] / metrics["oracle_test_sharpe"]
     variance = sharpe_variance(trial_matrix.T)
-    metrics["n_trials"] = float(n_tried)
+    metrics["n_trials"] = float(n_compared)
     metrics["trials_sharpe_variance"] = variance
     metrics["psr"] = probabilistic_sharpe_ratio(main.net_returns)
-    metrics["dsr"] = deflated_sharpe_ratio(main.net_returns, max(n_tried, 1), variance)
+    metrics["dsr"] = deflated_sharpe_ratio(main.net_returns, max(n_compared, 1), variance)
     metrics["pbo"] = pbo(trial_matrix)
     return metrics
 

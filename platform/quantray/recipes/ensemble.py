@@ -94,7 +94,7 @@ def build_ensemble(experiment: str, options: EnsembleOptions = EnsembleOptions()
 
     ensemble = fit_ensemble(members, tuple(r.trial_id for r in selected), prepared, options.method, fusion, fold)
     result, attention = backtest_on_test(ensemble, prepared, fold)  # the only look at the test block
-    metrics = summary_metrics(result, validation_matrix(returns, len(members[0].val_returns)), trials.n_tried)
+    metrics = summary_metrics(result, validation_matrix(returns, len(members[0].val_returns)), trials.n_compared)
     metrics.update(val_sharpe=ensemble.val_sharpe, n_members=float(len(members)), top_k=float(options.top_k))
 
     out = options.out or ensembles_dir() / experiment

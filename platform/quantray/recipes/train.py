@@ -6,7 +6,8 @@ goes through the same `loop.fit` as a trial, with an `InProcessSession` and a `d
 (no Ray), and leaves under OUT:
 
     checkpoint/          the latest epoch's resume state (state.pt) and
-    checkpoint/best/     the best epoch's member checkpoint, with its fitted data pipeline
+    checkpoint/best/     the chosen epoch's member checkpoint (chosen on the early-stopping block),
+                         with its fitted data pipeline
     history.json         the validation metrics of every epoch
 
 `quantray backtest OUT` (or OUT/checkpoint/best) evaluates the member on the test block.
@@ -40,9 +41,9 @@ HISTORY_FILE = "history.json"
 class TrainResult:
     name: str
     out: Path  # the run's folder
-    checkpoint: Path  # the best epoch's member checkpoint (out/checkpoint/best)
+    checkpoint: Path  # the chosen epoch's member checkpoint (out/checkpoint/best)
     summary: FitSummary
-    metrics: dict[str, float]  # the best epoch's validation metrics
+    metrics: dict[str, float]  # the chosen epoch's validation metrics
     history: list[dict[str, float]]  # every epoch's metrics
     seconds: float
 
@@ -75,7 +76,7 @@ def load_train_config(path: Path, options: TrainOptions = TrainOptions()) -> tup
 
 
 def run_train(config_path: Path, options: TrainOptions = TrainOptions()) -> TrainResult:
-    """Train the configuration in `config_path` once and keep its best epoch's member checkpoint."""
+    """Train the configuration in `config_path` once and keep its chosen epoch's member checkpoint."""
     name, config = load_train_config(config_path, options)
     started = time.time()
     prepared = prepare(config.data)

@@ -9,15 +9,16 @@ test block:
 - refit mode: one search on the earliest fold; each later fold retrains that search's `top_k`
   best configurations on its own, longer, training block;
 
-then the fold's members are selected and fused on its own validation block (the best epoch of
-every run is chosen there too) and its ensemble trades its test block once. The test blocks'
+then the fold's members are selected and fused on its own validation block (each run's epoch was
+chosen before, on the early-stopping block at the end of its training history) and its ensemble
+trades its test block once. The test blocks'
 positions are stitched into one out-of-sample record and backtested against baselines on exactly
 the same dates and costs. Searches run in generations (`Budget.reproducible`), so the same
 command with the same seed gives the same numbers.
 
-The Deflated Sharpe of the stitched record counts, as N, every configuration compared on
-validation data: each epoch of each trial and refit of every fold (the best epoch is picked on
-validation, so each one is a configuration tried).
+The Deflated Sharpe of the stitched record counts, as N, every model compared on validation
+data: each trial and refit of every fold (each epoch of them when a space has no early-stopping
+block, `splits.stop_fraction: 0`, for then the epoch is picked on validation too).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class FoldResult:
     member_ids: tuple[str, ...]
     fusion_weights: tuple[float, ...]
     positions: dict[str, np.ndarray]  # strategy -> positions [n_test, A]: the ensemble, best member, ridge
-    n_compared: int  # trial-epochs compared on this fold's validation block
+    n_compared: int  # models compared on this fold's validation block (TrialRecord.n_compared)
     pbo: float  # PBO by CSCV over the candidates' validation returns (NaN with too few)
     val_sharpe: float  # the fused ensemble on its validation block
     ensemble: Ensemble = field(repr=False)
@@ -121,7 +122,7 @@ class WalkForwardResult:
             rows.append(f"{row['fold']:<6}{row['start'] + '..' + row['end']:<24}"
                         + "".join(f"{row[name]:>12.2f}" for name in sharpes))
         rows.append(f"{'all':<6}{'stitched':<24}" + "".join(f"{v:>12.2f}" for v in sharpes.values()))
-        verdict = (f"DSR {self.metrics['dsr']:.3f} (N = {int(self.metrics['n_trials'])} configurations compared)  "
+        verdict = (f"DSR {self.metrics['dsr']:.3f} (N = {int(self.metrics['n_trials'])} models compared)  "
                    f"PSR {self.metrics['psr']:.3f}  PBO {self.metrics['pbo']:.3f}")
         if "oracle_ratio" in self.metrics:
             verdict = f"oracle ratio {self.metrics['oracle_ratio']:.2f}  " + verdict
@@ -255,7 +256,8 @@ def _refit_one(trial_id: str, config_dict: dict[str, Any], directory: str) -> Tr
     summary = fit(config, data, session)
     checkpoint = Path(directory) / BEST_DIR
     return TrialRecord(trial_id=trial_id, status="TERMINATED", val_sharpe=summary.best_val_sharpe,
-                       checkpoint=checkpoint if (checkpoint / "model.pt").exists() else None, history=history)
+                       checkpoint=checkpoint if (checkpoint / "model.pt").exists() else None, history=history,
+                       epoch_on_stop_block=len(data.splits[config.data.fold].stop) > 0)
 
 
 # ---- one fold -------------------------------------------------------------------------------------
@@ -279,7 +281,7 @@ def _fold_result(index: int, split_fold: int, records: list[TrialRecord], config
     return FoldResult(
         index=index, split_fold=split_fold, test_dates=test.dates_idx, candidates=records, configs=configs,
         member_ids=ensemble.member_ids, fusion_weights=tuple(float(w) for w in ensemble.model.weights),
-        positions=positions, n_compared=sum(len(r.history) for r in records), pbo=float(pbo),
+        positions=positions, n_compared=sum(max(r.n_compared, 1) for r in records), pbo=float(pbo),
         val_sharpe=float(ensemble.val_sharpe), ensemble=ensemble,
     )
 

@@ -16,7 +16,7 @@ from quantray.registry.store import experiment_id
 
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow nests runs
 LOGGED_METRICS = ("train_loss", "val_loss", "val_sharpe", "val_ic", "val_hit_rate", "val_turnover",
-                  "best_val_sharpe")
+                  "stop_sharpe", "best_val_sharpe")
 
 
 class MlflowTrialLogger(Callback):

@@ -13,11 +13,15 @@ epoch's metrics (`pretrain_epochs`, `pretrain_loss`).
 
 Every epoch it evaluates the whole validation block and reports the validation net Sharpe
 (after turnover costs, annualized), the objective's loss, IC and hit rate, with a checkpoint
-holding the resume state and the best epoch's member checkpoint (`best/`).
+holding the resume state and the chosen epoch's member checkpoint (`best/`). The epoch is chosen
+on the early-stopping block (`data.splits.stop_fraction`; its net Sharpe is reported as
+`stop_sharpe`), so validation sees one model per run: `best_val_sharpe` is the validation Sharpe
+of the chosen epoch, the run's score. Without a stop block the epoch is chosen on validation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -62,8 +66,8 @@ class Session(Protocol):
 
 @dataclass
 class FitSummary:
-    best_val_sharpe: float
-    best_epoch: int
+    best_val_sharpe: float  # validation net Sharpe of the chosen epoch
+    best_epoch: int  # chosen on the stop block (on validation without one)
     epochs_run: int
     pretrain_epochs: int = 0  # contrastive pretraining epochs run before them
 
@@ -81,14 +85,15 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
     model = session.prepare_model(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     val_windows = data.windows("val", fold)
+    stop_windows = data.windows("stop", fold) if len(data.splits[fold].stop) else None
     periods_per_year = bars_per_year(data.panel.dates, config.data.bars_per_year)  # annualizes val_sharpe
 
     with tempfile.TemporaryDirectory(prefix="quantray-best-") as scratch:
         best_dir = Path(scratch) / BEST_DIR
-        start_epoch, best_sharpe, best_epoch = 0, -math.inf, 0
+        start_epoch, best = 0, Best()
         resume = session.latest_checkpoint()
         if resume is not None:
-            start_epoch, best_sharpe, best_epoch = _restore(resume, model, optimizer, best_dir)
+            start_epoch, best = _restore(resume, model, optimizer, best_dir)
         pretrain_losses: list[float] = []
         if start_epoch == 0:  # a resumed run restored weights that were already pretrained
             pretrain_losses = pretrain(model, config, session)
@@ -114,23 +119,35 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
             evaluation = evaluate(unwrap(model), val_windows, config, session.device, periods_per_year)
             metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(train_losses)) if train_losses else math.nan}
             metrics.update(evaluation.metrics)
+            if stop_windows is not None:
+                stopping = evaluate(unwrap(model), stop_windows, config, session.device, periods_per_year)
+                metrics["stop_sharpe"] = stopping.metrics["val_sharpe"]
             metrics.update(pretrain_metrics)
-            if metrics["val_sharpe"] > best_sharpe:
-                best_sharpe, best_epoch = metrics["val_sharpe"], epoch + 1
+            score = metrics["stop_sharpe"] if stop_windows is not None else metrics["val_sharpe"]
+            if score > best.score:
+                best = Best(score, epoch + 1, metrics["val_sharpe"])
                 save_checkpoint(best_dir, unwrap(model), config, pipeline, metrics,
                                 evaluation.returns, evaluation.positions)
-            metrics["best_val_sharpe"] = best_sharpe
+            metrics.update(best_val_sharpe=best.val_sharpe, best_epoch=best.epoch)
             state = {
                 "model": unwrap(model).state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
-                "best_val_sharpe": best_sharpe,
-                "best_epoch": best_epoch,
+                "best": dataclasses.astuple(best),
             }
             session.report(metrics, _checkpoint_writer(state, best_dir))
 
-    return FitSummary(best_val_sharpe=best_sharpe, best_epoch=best_epoch, epochs_run=config.optim.epochs - start_epoch,
-                      pretrain_epochs=len(pretrain_losses))
+    return FitSummary(best_val_sharpe=best.val_sharpe, best_epoch=best.epoch,
+                      epochs_run=config.optim.epochs - start_epoch, pretrain_epochs=len(pretrain_losses))
+
+
+@dataclass(frozen=True)
+class Best:
+    """The chosen epoch so far: its score on the block epochs are chosen on, and its validation Sharpe."""
+
+    score: float = -math.inf
+    epoch: int = 0
+    val_sharpe: float = -math.inf
 
 
 def pretrain(model: "torch.nn.Module", config: TrainConfig, session: Session) -> list[float]:
@@ -290,7 +307,7 @@ def _checkpoint_writer(state: dict[str, Any], best_dir: Path) -> Callable[[Path]
 
 
 def _restore(checkpoint: Path, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
-             best_dir: Path) -> tuple[int, float, int]:
+             best_dir: Path) -> tuple[int, Best]:
     import torch
 
     state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
@@ -298,7 +315,8 @@ def _restore(checkpoint: Path, model: "torch.nn.Module", optimizer: "torch.optim
     optimizer.load_state_dict(state["optimizer"])
     if (checkpoint / BEST_DIR).exists():
         shutil.copytree(checkpoint / BEST_DIR, best_dir, dirs_exist_ok=True)
-    return int(state["epoch"]) + 1, float(state["best_val_sharpe"]), int(state["best_epoch"])
+    score, epoch, val_sharpe = state["best"]
+    return int(state["epoch"]) + 1, Best(float(score), int(epoch), float(val_sharpe))
 
 
 def _finite(value: float) -> float:

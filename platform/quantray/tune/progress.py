@@ -35,8 +35,9 @@ class ProgressPrinter(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         sharpe = float(result.get("val_sharpe", math.nan))
-        if sharpe > self._best:
-            self._best, self._best_trial = sharpe, trial.trial_id
+        score = float(result.get("best_val_sharpe", math.nan))  # the chosen epoch's: what trials are ranked by
+        if score > self._best:
+            self._best, self._best_trial = score, trial.trial_id
         self._line(f"epoch  {trial.trial_id}  {int(result.get('epoch', 0))}/{self._epochs}  "
                    f"val Sharpe {sharpe:6.2f}  loss {float(result.get('val_loss', math.nan)):.4f}  "
                    f"| best {self._best:.2f} ({self._best_trial})")

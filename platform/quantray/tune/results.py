@@ -17,10 +17,17 @@ CHECKPOINT_PATH_KEY = "checkpoint_path"  # what TuneReportCallback adds for Torc
 class TrialRecord:
     trial_id: str
     status: str  # TERMINATED (finished or stopped by ASHA), ERROR, RUNNING/PENDING if interrupted
-    val_sharpe: float  # best epoch's validation net Sharpe, NaN if no epoch finished
-    checkpoint: Path | None  # the best epoch's member checkpoint directory
+    val_sharpe: float  # the chosen epoch's validation net Sharpe (the trial's score), NaN if no epoch finished
+    checkpoint: Path | None  # the chosen epoch's member checkpoint directory
     history: list[float] = field(default_factory=list)  # validation Sharpe per epoch
     params: dict = field(default_factory=dict)
+    epoch_on_stop_block: bool = True  # False: its epoch was chosen on validation
+
+    @property
+    def n_compared(self) -> int:
+        """Models of this trial compared on validation data: 1 when its epoch was chosen on the
+        early-stopping block, else every epoch (choosing the best one is itself a selection)."""
+        return 1 if self.epoch_on_stop_block else len(self.history)
 
 
 @dataclass
@@ -30,8 +37,13 @@ class Trials:
 
     @property
     def n_tried(self) -> int:
-        """Every trial the search started: the N of the Deflated Sharpe Ratio."""
+        """Every trial the search started."""
         return len(self.records)
+
+    @property
+    def n_compared(self) -> int:
+        """Every model compared on validation data: the N of the Deflated Sharpe Ratio."""
+        return sum(max(r.n_compared, 1) for r in self.records)
 
     def best(self) -> TrialRecord | None:
         usable = [r for r in self.records if r.checkpoint is not None and math.isfinite(r.val_sharpe)]
@@ -51,7 +63,8 @@ def load_trials(experiment: str, storage: Path) -> Trials:
 
 
 def _record(trial) -> TrialRecord:
-    history = _history(Path(trial.path) / "result.json") if trial.path else []
+    results = _results(Path(trial.path) / "result.json") if trial.path else []
+    history = [float(r.get("val_sharpe", math.nan)) for r in results]
     checkpoint = None
     if trial.checkpoint is not None:
         checkpoint = Path(trial.checkpoint.path) / BEST_DIR
@@ -59,22 +72,19 @@ def _record(trial) -> TrialRecord:
         checkpoint = Path(trial.last_result[CHECKPOINT_PATH_KEY]) / BEST_DIR
     if checkpoint is not None and not (checkpoint / "model.pt").exists():
         checkpoint = None
-    finite = [s for s in history if math.isfinite(s)]
     return TrialRecord(
         trial_id=trial.trial_id,
         status=trial.status,
-        val_sharpe=max(finite) if finite else math.nan,
+        val_sharpe=float(results[-1].get("best_val_sharpe", math.nan)) if results else math.nan,
         checkpoint=checkpoint,
         history=history,
         params=dict(trial.config),
+        epoch_on_stop_block=bool(results) and "stop_sharpe" in results[-1],
     )
 
 
-def _history(result_file: Path) -> list[float]:
+def _results(result_file: Path) -> list[dict]:
+    """Every epoch's reported metrics, in order."""
     if not result_file.exists():
         return []
-    history = []
-    for line in result_file.read_text().splitlines():
-        if line.strip():
-            history.append(float(json.loads(line).get("val_sharpe", math.nan)))
-    return history
+    return [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]

@@ -1,6 +1,8 @@
 """The parts of a search: Optuna TPE proposes, ASHA stops poor trials early, Tune runs trials.
 
-The objective reported to Tune is the validation net Sharpe (`val_sharpe`), once per epoch.
+The objective reported to Tune, once per epoch, is the validation net Sharpe of the epoch chosen so
+far (`best_val_sharpe`: chosen on the early-stopping block, see quantray.train.loop), the score
+the trial is later ranked by.
 `quantray.recipes.tune` wires these parts with the data, MLflow and the console.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 from quantray.errors import BadInput
 from quantray.tune.space import SearchSpace
 
-METRIC, MODE = "val_sharpe", "max"
+METRIC, MODE = "best_val_sharpe", "max"
 
 
 def with_overrides(space: SearchSpace, *, trials: int | None, workers_per_trial: int | None,
@@ -96,7 +98,7 @@ def searcher(space: SearchSpace) -> Any:
 
 
 def scheduler(space: SearchSpace) -> Any:
-    """ASHA on the validation Sharpe per epoch (FIFO when the space turns it off, or asks for a
+    """ASHA on the trial's score per epoch (FIFO when the space turns it off, or asks for a
     reproducible search: ASHA's decisions depend on which trial reports first)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # lazy: ray
 
