@@ -322,10 +322,11 @@ def _stitched_metrics(result: BacktestResult, folds: list[FoldResult]) -> dict[s
     if "oracle" in result.strategies and metrics["oracle_test_sharpe"] > 0.0:
         metrics["oracle_ratio"] = metrics["test_sharpe"] / metrics["oracle_test_sharpe"]
     n_compared = sum(f.n_compared for f in folds)
-    # the spread of what was compared: every candidate's per-period validation Sharpe, all folds pooled
-    candidate_sharpes = [annualized_sharpe(np.load(Path(r.checkpoint) / "val_returns.npy"), periods_per_year=1)
-                         for f in folds for r in f.candidates if r.checkpoint is not None]
-    variance = float(np.var(candidate_sharpes, ddof=1)) if len(candidate_sharpes) > 1 else 0.0
+    # V, the spread of what each selection compared: the variance of the candidates' per-period validation
+    # Sharpe within a fold, averaged over folds (folds' validation blocks differ by regime: pooling them
+    # would count that difference as selection luck)
+    variances = [float(np.var(sharpes, ddof=1)) for sharpes in map(_candidate_sharpes, folds) if len(sharpes) > 1]
+    variance = float(np.mean(variances)) if variances else 0.0
     pbos = [f.pbo for f in folds if math.isfinite(f.pbo)]
     metrics.update(
         n_trials=float(n_compared), trials_sharpe_variance=variance,
@@ -335,6 +336,12 @@ def _stitched_metrics(result: BacktestResult, folds: list[FoldResult]) -> dict[s
         n_folds=float(len(folds)), n_test_dates=float(len(main.net_returns)),
     )
     return metrics
+
+
+def _candidate_sharpes(fold: FoldResult) -> list[float]:
+    """Per-period validation Sharpe of every candidate of `fold` with a checkpoint."""
+    return [annualized_sharpe(np.load(Path(r.checkpoint) / "val_returns.npy"), periods_per_year=1)
+            for r in fold.candidates if r.checkpoint is not None]
 
 
 def _write_outputs(out: Path, experiment: str, plan: WalkForwardConfig, folds: list[FoldResult],
