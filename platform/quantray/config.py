@@ -12,7 +12,8 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Mapping, TypeVar
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
 
 from quantray.errors import BadInput
 
@@ -108,6 +109,27 @@ class DataConfig:
         if not self.bars_per_year >= 0:
             raise BadInput(f"data.bars_per_year: must be >= 0 (0 infers it from the timestamps), "
                            f"got {self.bars_per_year!r}")
+
+
+def read_sections(path: Path, what: str, sections: Sequence[str]) -> dict[str, Any]:
+    """The top-level mapping of the YAML file `path` (a `what`, e.g. "search space"), every key one
+    of `sections`; any problem -> BadInput naming the file (and line, for a YAML error) and key."""
+    import yaml  # lazy: only reading a file needs it
+
+    if not path.is_file():
+        raise BadInput(f"{path}: no such {what} file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise BadInput(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"{path}: a {what} is a mapping of sections ({', '.join(sections)})")
+    for key in raw:
+        if key not in sections:
+            raise BadInput(f"{path}: key '{key}': unknown section (expected one of: {', '.join(sections)})")
+    return raw
 
 
 def resolve(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, key: str = "") -> T:

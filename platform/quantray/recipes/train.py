@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from quantray.config import TrainConfig
+from quantray.config import TrainConfig, read_sections
 from quantray.data.pipeline import prepare
 from quantray.errors import BadInput
 from quantray.recipes.options import TrainOptions
@@ -31,8 +31,8 @@ from quantray.train.loop import BEST_DIR, FitSummary, InProcessSession, director
 from quantray.tune.space import DISTRIBUTION_KINDS, load_space
 from quantray.workspace import train_dir, write_json
 
-CONFIG_SECTIONS: tuple[str, ...] = ("name", "seed", "data", "model", "loss", "optim")
-SEARCH_SECTIONS: tuple[str, ...] = ("budget", "asha", "resources")
+CONFIG_SECTIONS: tuple[str, ...] = ("name", "seed", "data", "model", "loss", "optim", "pretrain")
+SEARCH_SECTIONS: tuple[str, ...] = ("budget", "asha", "resources", "walkforward")
 CHECKPOINT_DIR = "checkpoint"
 HISTORY_FILE = "history.json"
 
@@ -50,23 +50,12 @@ class TrainResult:
 
 def load_train_config(path: Path, options: TrainOptions = TrainOptions()) -> tuple[str, TrainConfig]:
     """(name, TrainConfig) of a fixed config YAML with the options' overrides; BadInput names the key."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise BadInput(f"{path}: a config is a mapping of sections ({', '.join(CONFIG_SECTIONS)})")
+    raw = read_sections(path, "config", CONFIG_SECTIONS + SEARCH_SECTIONS)
     for key in raw:
         if key in SEARCH_SECTIONS:
             raise BadInput(f"{path}: key '{key}': a search section (quantray tune); quantray train takes "
                            f"{', '.join(CONFIG_SECTIONS)}")
-        if key not in CONFIG_SECTIONS:
-            raise BadInput(f"{path}: key '{key}': unknown section (expected one of: {', '.join(CONFIG_SECTIONS)})")
     _reject_distributions(raw, path)
     space = load_space(path)  # the search space's checks: keys, types, the model builds, training values
     config = space.resolve({}, data_source=options.data)

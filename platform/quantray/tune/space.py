@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from quantray import models
-from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, resolve, to_dict
+from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, read_sections, resolve, to_dict
 from quantray.data.news import check_news_config
 from quantray.errors import BadInput
 
@@ -167,24 +167,10 @@ class SearchSpace:
 
 def load_space(path: Path | str) -> SearchSpace:
     """Read and validate a search-space YAML; any problem -> BadInput naming the file and key."""
-    import yaml
-
     from quantray.data.sources import absolute_source  # lazy: sources imports pandas; submit reads spaces
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such search-space file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise BadInput(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise BadInput(f"{path}: a search space is a mapping of sections ({', '.join(TOP_LEVEL_KEYS)})")
-    for key in raw:
-        if key not in TOP_LEVEL_KEYS:
-            raise BadInput(f"{path}: key '{key}': unknown section (expected one of: {', '.join(TOP_LEVEL_KEYS)})")
+    raw = read_sections(path, "search-space", TOP_LEVEL_KEYS)
     where = str(path)
     model = raw.get("model") or {}
     if not isinstance(model, dict):
