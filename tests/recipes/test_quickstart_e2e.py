@@ -1,9 +1,9 @@
 """The main job as the README runs it: `quantray quickstart` (a walk-forward, then a gated
 promotion) in a fresh folder, then a prediction from another process. On the planted-signal market
-the stitched out-of-sample ensemble makes money with significance and the registry's champion
-follows the gate decision; on a market without signal the gates refuse.
+the stitched out-of-sample ensemble beats every baseline with significance and the registry's
+champion follows the gate decision; on a market without signal the gates refuse.
 
-Cost (2 CPUs, measured): 9 minutes for the demo run (with the prediction), 7 for the other.
+Cost (2 CPUs, measured): about 6 minutes per run.
 """
 
 from __future__ import annotations
@@ -49,10 +49,12 @@ def test_the_demo_end_to_end_then_predict_from_a_fresh_process(tmp_path: Path) -
     assert re.search(r"^\[\s*\d+s\] start ", out, re.MULTILINE) and ": 6 trials, " in out
     assert re.search(r"^walk-forward .*refit mode, 4 folds", out, re.MULTILINE)
 
-    # the stitched out-of-sample record makes money, with significance before deflation
+    # the stitched out-of-sample record beats every baseline, with significance before deflation
+    # (measured: 1.70 against momentum's 1.24, the best baseline, and the oracle's 3.67; PSR 1.000)
     sharpe = stitched_row(out)
     psr = float(re.search(r"PSR (\S+)", out).group(1))
-    assert sharpe["ensemble"] > 0 and psr >= 0.95, out[-2500:]
+    assert sharpe["ensemble"] > max(sharpe[name] for name in ("equal wt", "vol target", "tsmom", "ridge")), out[-2500:]
+    assert psr >= 0.95, out[-2500:]
 
     report = tmp_path / field(out, "report")
     assert report.is_file() and report.is_relative_to(tmp_path / ".quantray")
