@@ -3,7 +3,7 @@ promotion) in a fresh folder, then a prediction from another process. On the pla
 the stitched out-of-sample ensemble beats every baseline with significance and the registry's
 champion follows the gate decision; on a market without signal the gates refuse.
 
-Cost (2 CPUs, measured): about 6 minutes per run.
+Cost (2 CPUs, measured): 6 to 10 minutes per run.
 """
 
 from __future__ import annotations
