@@ -58,11 +58,10 @@ def split_dates(n_dates: int, lookback: int, horizon: int, cfg: SplitConfig = Sp
         stop_start = val_start - n_stop
         blocks = [("train", first, stop_start), ("stop", stop_start, val_start), ("val", val_start, test_start),
                   ("test", test_start, test_end)]
-        parts = _purge_and_embargo(blocks if n_stop else [b for b in blocks if b[0] != "stop"], horizon, cfg.embargo)
-        split = Split(fold, parts["train"], parts.get("stop", np.arange(0, dtype=np.int64)), parts["val"],
-                      parts["test"], tuple((b, e) for _, b, e in blocks))
-        needed = (split.train, split.val, split.test) + ((split.stop,) if n_stop else ())
-        if min(len(part) for part in needed) == 0:
+        parts = _purge_and_embargo(blocks, horizon, cfg.embargo)  # a stop block of 0 dates stays empty
+        split = Split(fold, parts["train"], parts["stop"], parts["val"], parts["test"],
+                      tuple((b, e) for _, b, e in blocks))
+        if min(len(part) for name, part in parts.items() if n_stop or name != "stop") == 0:
             warmup = f"the first {start} are feature warm-up, " if start else ""
             raise BadInput(
                 f"splits: {max(n, 0)} usable sample dates ({n_dates} dates; {warmup}lookback {lookback}, "

@@ -281,7 +281,7 @@ def _fold_result(index: int, split_fold: int, records: list[TrialRecord], config
     return FoldResult(
         index=index, split_fold=split_fold, test_dates=test.dates_idx, candidates=records, configs=configs,
         member_ids=ensemble.member_ids, fusion_weights=tuple(float(w) for w in ensemble.model.weights),
-        positions=positions, n_compared=sum(max(r.n_compared, 1) for r in records), pbo=float(pbo),
+        positions=positions, n_compared=sum(r.n_compared for r in records), pbo=float(pbo),
         val_sharpe=float(ensemble.val_sharpe), ensemble=ensemble,
     )
 

@@ -26,8 +26,9 @@ class TrialRecord:
     @property
     def n_compared(self) -> int:
         """Models of this trial compared on validation data: 1 when its epoch was chosen on the
-        early-stopping block, else every epoch (choosing the best one is itself a selection)."""
-        return 1 if self.epoch_on_stop_block else len(self.history)
+        early-stopping block, else every epoch (choosing the best one is itself a selection); a
+        trial that failed before its first epoch still counts as one configuration tried."""
+        return 1 if self.epoch_on_stop_block else max(len(self.history), 1)
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Trials:
     @property
     def n_compared(self) -> int:
         """Every model compared on validation data: the N of the Deflated Sharpe Ratio."""
-        return sum(max(r.n_compared, 1) for r in self.records)
+        return sum(r.n_compared for r in self.records)
 
     def best(self) -> TrialRecord | None:
         usable = [r for r in self.records if r.checkpoint is not None and math.isfinite(r.val_sharpe)]
