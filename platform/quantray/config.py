@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -91,11 +92,26 @@ class NewsConfig:
         return bool(self.source)
 
 
+DURATION_UNITS: tuple[str, ...] = ("min", "h", "d", "w")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|h|d|w)")
+
+
+def parse_duration(text: str, *, key: str) -> tuple[float, str]:
+    """A duration such as "30min", "4h", "5d" or "2w" -> (amount, unit); anything else -> BadInput
+    naming `key`. Days and weeks count traded days (a week: 5, or 7 in a 24/7 market)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or float(match[1]) <= 0:
+        raise BadInput(f"{key}: expected a number of bars or a duration such as 30min, 4h, 5d, 2w; got {text!r}")
+    return float(match[1]), match[2]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     source: str = "synthetic"
     lookback: int = 64
-    horizon: int = 5
+    # bars after t whose return the labels measure; or a duration ("4h", "5d", "1w") that the
+    # pipeline turns into bars of the loaded data (quantray.data.panel.duration_in_bars)
+    horizon: int | str = 5
     cost_bps: float = 5.0  # transaction cost per unit of turnover, in basis points
     # periods per year to annualize Sharpe and Sortino; 0 = infer from the bars' timestamps
     # (252 for daily exchange data, 365 for daily 24/7 markets, times the bars per day intraday)
@@ -106,6 +122,10 @@ class DataConfig:
     news: NewsConfig = field(default_factory=NewsConfig)  # off by default
 
     def __post_init__(self) -> None:
+        if isinstance(self.horizon, str):
+            parse_duration(self.horizon, key="data.horizon")
+        elif not self.horizon >= 1:
+            raise BadInput(f"data.horizon: must be at least 1 bar, got {self.horizon!r}")
         if not self.bars_per_year >= 0:
             raise BadInput(f"data.bars_per_year: must be >= 0 (0 infers it from the timestamps), "
                            f"got {self.bars_per_year!r}")
@@ -150,7 +170,10 @@ def resolve(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, key:
     values = {
         name: _coerce(hints[name], value, where=where, key=_join(key, name)) for name, value in mapping.items()
     }
-    return cls(**values)
+    try:
+        return cls(**values)
+    except BadInput as exc:  # a dataclass's own check (__post_init__) names the key, not the file
+        raise BadInput(f"{where}: {exc}" if where and not str(exc).startswith(where) else str(exc)) from None
 
 
 def _join(key: str, name: str) -> str:
@@ -183,7 +206,12 @@ def _coerce(hint: Any, value: Any, *, where: str, key: str) -> Any:
             if arg is type(None) and value is None:
                 return None
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(args[0], value, where=where, key=key)
+        for arg in args[:-1]:  # the first member the value fits, e.g. `int | str`: 5 stays an int
+            try:
+                return _coerce(arg, value, where=where, key=key)
+            except BadInput:
+                continue
+        return _coerce(args[-1], value, where=where, key=key)
     if hint is float:
         number = as_float(value)
         if number is None:

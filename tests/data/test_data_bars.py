@@ -13,6 +13,7 @@ from quantray.data.sources import load_panel
 from quantray.data.synthetic import simulate
 from quantray.ensemble.build import backtest_block
 from quantray.errors import BadInput
+from quantray.evaluate.backtest import scaled_momentum, volatility_targeted
 from quantray.evaluate.metrics import annualized_sharpe
 
 
@@ -91,3 +92,53 @@ def test_a_repeated_timestamp_is_still_a_duplicate(tmp_path):
 def test_bars_per_year_must_not_be_negative():
     with pytest.raises(BadInput, match="data.bars_per_year"):
         DataConfig(bars_per_year=-1.0)
+
+
+def test_a_duration_horizon_becomes_bars_of_the_loaded_data(tmp_path):
+    days = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-04-01"))
+    days = days[np.is_busday(days)]
+    write_long_csv(tmp_path / "hourly.csv", hourly_stamps(days, US_HOURS))
+    hourly = f"csv:{tmp_path / 'hourly.csv'}"
+    features = FeatureConfig(names=("log_return",), norm_window=48)
+    for horizon, bars in (("1d", 7), ("3h", 3), ("1w", 35), (4, 4)):
+        prepared = prepare(DataConfig(source=hourly, lookback=16, horizon=horizon, features=features))
+        assert prepared.config.horizon == bars
+        assert prepared.labels.horizon == bars
+        # purged by the horizon in bars: no training label reaches into the stop block
+        split = prepared.splits[0]
+        assert split.train[-1] + bars < split.stop[0]
+    daily = prepare(DataConfig(source="synthetic:assets=2,days=400", lookback=16, horizon="1w"))
+    assert daily.config.horizon == 5
+
+
+def test_a_duration_that_is_no_whole_number_of_bars_is_refused_in_one_line(tmp_path):
+    with pytest.raises(BadInput, match=r"^data.horizon: '4h' needs intraday bars, and these bars are daily"):
+        prepare(DataConfig(source="synthetic:assets=2,days=400", lookback=16, horizon="4h"))
+    crypto = hourly_stamps(np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-08")), list(range(24)))
+    write_long_csv(tmp_path / "crypto.csv", crypto)
+    with pytest.raises(BadInput, match=r"^data.horizon: '30min' is 0.50 bars of this data"):
+        prepare(DataConfig(source=f"csv:{tmp_path / 'crypto.csv'}", lookback=16, horizon="30min"))
+    for typo in ("5 days", "5dd", "0d", "-2h"):
+        with pytest.raises(BadInput, match=r"^data.horizon: expected a number of bars or a duration"):
+            DataConfig(horizon=typo)
+    with pytest.raises(BadInput, match=r"^data.horizon: must be at least 1 bar"):
+        DataConfig(horizon=0)
+
+
+def test_the_baselines_windows_are_a_year_and_months_of_bars_of_the_data():
+    # hourly returns of constant volatility: the volatility target sees the same annual risk
+    # whatever the bar, so the targeted position is the same at 252 and at 8760 bars a year
+    rng = np.random.default_rng(0)
+    for per_year in (252.0, 8760.0):
+        per_bar = 0.20 / np.sqrt(per_year)  # 20% a year
+        history = rng.normal(0.0, per_bar, (6000, 2))
+        dates_idx = np.arange(3000, 6000)
+        mask = np.ones((len(dates_idx), 2), dtype=bool)
+        position = volatility_targeted(mask, history, dates_idx, periods_per_year=per_year)
+        assert np.median(position) == pytest.approx(0.10 / 0.20, rel=0.1)
+    # momentum reads a year of bars: up for a year of hours but down over the last 252 of them
+    trend = np.concatenate([np.full(8760 - 252, 0.001), np.full(252, -0.001)])[:, None]
+    at_end = np.array([8760])
+    history = np.concatenate([trend, np.zeros((1, 1))]) + rng.normal(0.0, 1e-4, (8761, 1))
+    assert scaled_momentum(history, at_end, periods_per_year=8760.0)[0, 0] > 0
+    assert scaled_momentum(history, at_end, periods_per_year=252.0)[0, 0] < 0

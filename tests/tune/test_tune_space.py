@@ -86,7 +86,8 @@ def test_resolve_fills_sampled_values(tmp_path: Path) -> None:
         ("dropout: {float", "dropoutt: {float", "dropoutt"),
         ("family: transformer", "family: lstm9000", "key 'model.family'"),
         ("lookback: 16", "lookback: {int: [8, 16]}", "key 'data.lookback'"),
-        ("horizon: 3", "horizon: three", "key 'data.horizon'"),
+        ("horizon: 3", "horizon: three", "data.horizon: expected a number of bars or a duration"),
+        ("horizon: 3", "horizon: 0", "data.horizon: must be at least 1 bar"),
     ],
 )
 def test_bad_space_names_the_file_and_key(tmp_path: Path, old: str, new: str, expected: str) -> None:

@@ -47,8 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_window_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookback", type=int, default=DataConfig.lookback,
                         help="window length in dates each asset must cover (default %(default)s)")
-    parser.add_argument("--horizon", type=int, default=DataConfig.horizon,
-                        help="label horizon in dates (default %(default)s)")
+    parser.add_argument("--horizon", type=_bars_or_duration, default=DataConfig.horizon,
+                        help="label horizon: a number of bars, or a duration such as 4h, 5d, 1w "
+                             "(default %(default)s bars)")
+
+
+def _bars_or_duration(text: str) -> int | str:
+    return int(text) if text.strip().isdigit() else text
 
 
 def check_table_path(path: Path | None) -> None:
@@ -72,6 +77,7 @@ def _check(args: argparse.Namespace) -> int:
     panel, (split, *_) = prepared.panel, prepared.splits
     print(f"ok: {args.source}: {panel.n_assets} assets, {panel.n_dates} dates {panel.dates[0]}..{panel.dates[-1]}, "
           f"{int(panel.mask.sum())} rows, fields {','.join(panel.fields)}, {prepared.n_features} features, "
+          f"horizon {prepared.config.horizon} bars, "
           f"{len(split.train)}/{len(split.stop)}/{len(split.val)}/{len(split.test)} train/stop/val/test sample dates")
     return 0
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from quantray.config import parse_duration
 from quantray.errors import BadInput
 
 FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -251,9 +252,9 @@ def is_intraday(dates: np.ndarray) -> bool:
 def bars_per_year(dates: np.ndarray, override: float = 0.0) -> float:
     """The periods per year to annualize returns of bars at `dates` (`override` wins when > 0).
 
-    Days per year: 365 when a fifth or more of the traded days are weekend days (a 24/7 market),
-    else 252. Daily bars: that many (weekly and monthly ones: 52 and 12). Intraday bars: times the
-    median number of bars per traded day (hourly US stocks: 7 a day, 1764 a year; hourly crypto: 8760).
+    Days per year (`days_per_year`): 365 in a 24/7 market, else 252. Daily bars: that many (weekly
+    and monthly ones: 52 and 12). Intraday bars: times the median number of bars per traded day
+    (hourly US stocks: 7 a day, 1764 a year; hourly crypto: 8760).
     """
     if override > 0:
         return float(override)
@@ -261,16 +262,57 @@ def bars_per_year(dates: np.ndarray, override: float = 0.0) -> float:
     if d.size < 2:
         return float(TRADING_DAYS_PER_YEAR)
     days, bars_per_day = np.unique(d.astype("datetime64[D]"), return_counts=True)
-    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
-    per_year = CALENDAR_DAYS_PER_YEAR if np.mean(weekday >= 5) >= WEEKEND_SHARE_24_7 else TRADING_DAYS_PER_YEAR
     if is_intraday(d):
-        return float(per_year * np.median(bars_per_day))
+        return float(days_per_year(d) * np.median(bars_per_day))
     gap = float(np.median(np.diff(days.astype(np.int64))))
     if gap >= 28:
         return 12.0
     if gap >= 7:
         return 52.0
-    return float(per_year)
+    return float(days_per_year(d))
+
+
+def days_per_year(dates: np.ndarray) -> int:
+    """365 when a fifth or more of the traded days are weekend days (a 24/7 market), else 252."""
+    days = np.unique(np.asarray(dates).astype("datetime64[D]"))
+    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+    weekend = days.size > 0 and np.mean(weekday >= 5) >= WEEKEND_SHARE_24_7
+    return CALENDAR_DAYS_PER_YEAR if weekend else TRADING_DAYS_PER_YEAR
+
+
+def duration_in_bars(value: int | str, dates: np.ndarray, *, key: str, bars_per_year_override: float = 0.0) -> int:
+    """`value` in bars of the data at `dates`: an int already is; a duration ("30min", "4h", "5d",
+    "2w") is converted by the bars' spacing (minutes, hours) or their number per traded day
+    (days; a week is 5 traded days, 7 in a 24/7 market). A duration that is not about a whole number of bars
+    (within a tenth of a bar), or hours on daily bars, -> BadInput naming `key`."""
+    if not isinstance(value, str):
+        return int(value)
+    amount, unit = parse_duration(value, key=key)
+    if unit in ("min", "h"):
+        spacing = bar_minutes(dates)
+        if spacing is None:
+            raise BadInput(f"{key}: {value!r} needs intraday bars, and these bars are daily or longer "
+                           f"(give days, e.g. '5d', or a number of bars)")
+        bars = amount * (60.0 if unit == "h" else 1.0) / spacing
+    else:
+        week = 7.0 if days_per_year(dates) == CALENDAR_DAYS_PER_YEAR else 5.0
+        days = amount * (week if unit == "w" else 1.0)
+        bars = days * bars_per_year(dates, bars_per_year_override) / days_per_year(dates)
+    whole = round(bars)
+    if whole < 1 or abs(bars - whole) > 0.1:
+        raise BadInput(f"{key}: {value!r} is {bars:.2f} bars of this data; give a whole number of bars")
+    return int(whole)
+
+
+def bar_minutes(dates: np.ndarray) -> float | None:
+    """The median spacing in minutes of consecutive bars on the same day; None for daily bars."""
+    d = np.asarray(dates)
+    if not is_intraday(d):
+        return None
+    seconds = d.astype("datetime64[s]").astype(np.int64)
+    same_day = d[1:].astype("datetime64[D]") == d[:-1].astype("datetime64[D]")
+    gaps = np.diff(seconds)[same_day & (np.diff(seconds) > 0)]
+    return float(np.median(gaps)) / 60.0 if gaps.size else None
 
 
 def _to_datetime(text: pd.Series) -> pd.Series:

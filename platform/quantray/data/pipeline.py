@@ -16,7 +16,7 @@ features or scaling cannot make inference quietly differ from training.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,7 @@ from quantray.data.news import (
     load_news_items,
     training_bars,
 )
-from quantray.data.panel import Panel, check_history, select_assets
+from quantray.data.panel import Panel, check_history, duration_in_bars, select_assets
 from quantray.data.sources import load_panel
 from quantray.data.splits import Split, split_dates
 from quantray.data.windows import Windows
@@ -278,6 +278,9 @@ def prepare(cfg: DataConfig = DataConfig()) -> Prepared:
         raise BadInput(f"data.fold: must be in [0, {cfg.splits.folds}) for splits.folds {cfg.splits.folds}, "
                        f"got {cfg.fold}")
     panel = load_panel(cfg.source)
+    # a duration horizon ("4h", "5d") becomes bars of this data, once, before anything reads it
+    cfg = replace(cfg, horizon=duration_in_bars(cfg.horizon, panel.dates, key="data.horizon",
+                                                bars_per_year_override=cfg.bars_per_year))
     check_history(panel, cfg.lookback)
     raw = build_features(panel, cfg.features)
     news = daily_news(cfg, panel) if cfg.news.enabled else None

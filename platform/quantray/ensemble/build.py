@@ -140,16 +140,18 @@ def backtest_block(strategies: dict[str, np.ndarray], windows: Windows, next_ret
     every strategy rebalanced every `rebalance_every` bars."""
     labels = block_labels(windows)
     dates_idx = windows.dates_idx
+    per_year = bars_per_year(panel.dates) if periods_per_year is None else periods_per_year
     everything = dict(strategies)
     everything["equal_weight"] = equal_weight(labels["mask"])
-    everything["volatility_targeted"] = volatility_targeted(labels["mask"], next_return, dates_idx)
-    everything["time_series_momentum"] = scaled_momentum(next_return, dates_idx)
+    # the baselines' windows (a year of momentum, months of volatility) are in bars of this data
+    everything["volatility_targeted"] = volatility_targeted(labels["mask"], next_return, dates_idx,
+                                                            periods_per_year=per_year)
+    everything["time_series_momentum"] = scaled_momentum(next_return, dates_idx, periods_per_year=per_year)
     if panel.oracle is not None:
         everything["oracle"] = panel.oracle.positions[dates_idx]
     return run_backtest(everything, labels["next_return"], labels["mask"], cost_bps=cost_bps,
                         dates=panel.dates[dates_idx], main=next(iter(strategies)),
-                        periods_per_year=bars_per_year(panel.dates) if periods_per_year is None else periods_per_year,
-                        rebalance_every=rebalance_every)
+                        periods_per_year=per_year, rebalance_every=rebalance_every)
 
 
 def validation_matrix(returns: dict[str, np.ndarray], length: int) -> np.ndarray:

@@ -22,6 +22,8 @@ from quantray.evaluate.metrics import (
     portfolio_weights,
 )
 
+VOLATILITY_YEARS = 60 / 252  # the baselines' volatility EWMA span, in years: 60 daily bars
+
 
 @dataclass(frozen=True)
 class StrategyResult:
@@ -193,8 +195,9 @@ def time_series_momentum(next_return: np.ndarray, dates_idx: np.ndarray, lookbac
     return np.sign(trailing)
 
 
-def trailing_volatility(next_return: np.ndarray, dates_idx: np.ndarray, span: int = 60) -> np.ndarray:
-    """Annualized EWMA volatility `[T, A]` of each asset's daily returns known at the close of each
+def trailing_volatility(next_return: np.ndarray, dates_idx: np.ndarray, span: int = 60,
+                        periods_per_year: float = PERIODS_PER_YEAR) -> np.ndarray:
+    """Annualized EWMA volatility `[T, A]` of each asset's per-bar returns known at the close of each
     date in `dates_idx` (rows < t of `next_return`, as `time_series_momentum` reads them).
 
     NaN until an asset has `span` // 2 returns: a volatility estimate needs some history.
@@ -208,7 +211,7 @@ def trailing_volatility(next_return: np.ndarray, dates_idx: np.ndarray, span: in
     before = np.empty_like(r)  # row t: the estimate from rows < t
     for t in range(r.shape[0]):
         with np.errstate(invalid="ignore", divide="ignore"):
-            before[t] = np.where(count >= span // 2, np.sqrt(variance / weight * PERIODS_PER_YEAR), np.nan)
+            before[t] = np.where(count >= span // 2, np.sqrt(variance / weight * periods_per_year), np.nan)
         update = known[t]
         variance = np.where(update, (1 - alpha) * variance + alpha * r[t] ** 2, variance)
         weight = np.where(update, (1 - alpha) * weight + alpha, weight)
@@ -217,10 +220,13 @@ def trailing_volatility(next_return: np.ndarray, dates_idx: np.ndarray, span: in
 
 
 def volatility_scaled(positions: np.ndarray, next_return: np.ndarray, dates_idx: np.ndarray, *,
-                      target: float = 0.10, span: int = 60, cap: float = 1.0) -> np.ndarray:
+                      target: float = 0.10, span: int | None = None, cap: float = 1.0,
+                      periods_per_year: float = PERIODS_PER_YEAR) -> np.ndarray:
     """`positions [T, A]` scaled per asset to an annualized volatility of `target`, at most `cap`
-    (0 while an asset's volatility is not yet estimated)."""
-    vol = trailing_volatility(next_return, dates_idx, span)
+    (0 while an asset's volatility is not yet estimated). The volatility's EWMA span is about
+    three months of bars unless given (60 daily bars)."""
+    span = span if span is not None else max(2, round(periods_per_year * VOLATILITY_YEARS))
+    vol = trailing_volatility(next_return, dates_idx, span, periods_per_year)
     with np.errstate(invalid="ignore", divide="ignore"):
         scale = np.where(np.isfinite(vol) & (vol > 0), np.minimum(cap, target / vol), 0.0)
     return np.asarray(positions, dtype=np.float64) * scale
@@ -232,12 +238,14 @@ def volatility_targeted(mask: np.ndarray, next_return: np.ndarray, dates_idx: np
     return volatility_scaled(equal_weight(mask), next_return, dates_idx, **scaling)
 
 
-def scaled_momentum(next_return: np.ndarray, dates_idx: np.ndarray, lookback: int = 252, **scaling: float
-                    ) -> np.ndarray:
+def scaled_momentum(next_return: np.ndarray, dates_idx: np.ndarray, lookback: int | None = None,
+                    periods_per_year: float = PERIODS_PER_YEAR, **scaling: float) -> np.ndarray:
     """Time-series momentum as in Moskowitz, Ooi & Pedersen (2012): the sign of each asset's
-    trailing 12-month return, scaled to a target volatility."""
+    trailing 12-month return (`lookback` bars: a year of them unless given), scaled to a target
+    volatility."""
+    lookback = lookback if lookback is not None else round(periods_per_year)
     return volatility_scaled(time_series_momentum(next_return, dates_idx, lookback), next_return, dates_idx,
-                             **scaling)
+                             periods_per_year=periods_per_year, **scaling)
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
