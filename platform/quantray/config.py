@@ -84,8 +84,8 @@ class NewsConfig:
     rule: str = "next_bar"  # next_bar: stamped on date s, usable from the first bar after s; same_bar: from s
     window: int = 5  # news tokens per sample: the documents of the last `window` bars
     embedder: str = "tfidf"  # tfidf: hashed n-grams, idf fit on training bars | columns: the CSV's emb_* columns
-    dim: int = 256  # tfidf hash buckets (the news embedding size E)
-    ngrams: int = 2  # word n-grams 1..ngrams
+    dim: int = 1024  # tfidf hash buckets (the news embedding size E): few enough collisions for a small vocabulary
+    ngrams: int = 1  # word n-grams 1..ngrams (bigrams of filler words fingerprint each day: a model memorizes them)
 
     @property
     def enabled(self) -> bool:
