@@ -114,3 +114,16 @@ def test_job_metadata_names_the_experiment_space_and_budget() -> None:
     assert (metadata["trials"], metadata["concurrency"], metadata["epochs_per_trial"]) == ("3", "2", "10")
     assert metadata["data"].startswith("synthetic:")
     assert all(isinstance(v, str) for v in metadata.values())  # Ray's job metadata is str -> str
+
+
+def test_a_submitted_search_names_its_experiment_in_the_entrypoint_and_the_metadata() -> None:
+    now = calendar.timegm((2026, 3, 4, 5, 6, 7))
+    options = submit.with_experiment(QUICKSTART, TuneOptions(trials=2), now)
+    assert options.experiment is not None and options.experiment.startswith("quickstart-2026030")
+    arguments = submit.tune_arguments("spaces/quickstart.yaml", options)
+    assert arguments[arguments.index("--experiment") + 1] == options.experiment
+    assert submit.job_metadata(QUICKSTART, options, "quantray-tune-x")["experiment"] == options.experiment
+    assert submit.with_experiment(QUICKSTART, TuneOptions(experiment="mine"), now).experiment == "mine"
+    resumed = submit.with_experiment(QUICKSTART, TuneOptions(resume=True), now)
+    assert resumed.experiment is None  # the job picks the space's latest experiment on the cluster
+    assert "latest quickstart-*" in submit.job_metadata(QUICKSTART, resumed, "quantray-tune-x")["experiment"]

@@ -26,6 +26,7 @@ from quantray.config import to_arguments
 from quantray.errors import BadInput
 from quantray.jobs import dashboard, local
 from quantray.recipes.options import TuneOptions
+from quantray.tune.search import timestamped
 from quantray.tune.space import load_space
 from quantray.workspace import ROOT, tracking_uri, tune_storage
 
@@ -199,17 +200,27 @@ def validate_space(space: Path) -> None:
 def submit_tune(address: str, token: str | None, space: Path, options: TuneOptions, *, now: float | None = None) -> Submitted:
     """Submit `quantray tune SPACE ...` as a Ray job; the space travels with the project copy."""
     validate_space(space)
+    options = with_experiment(space, options, now)
     entrypoint = cli_entrypoint(tune_arguments(space_in_job(space), options))
     job_id = submission_id(space, now)
     return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=job_id, spaces=(space,),
                              metadata=job_metadata(space, options, job_id))
 
 
+def with_experiment(space: Path, options: TuneOptions, now: float | None = None) -> TuneOptions:
+    """A new search's experiment is named here, as `quantray tune` would name it, so the job's
+    metadata names the experiment its trials' actors show on the dashboard (`trial <id> (<experiment>)`).
+    A resumed search keeps choosing its latest experiment on the cluster."""
+    if options.experiment or options.resume:
+        return options
+    return dataclasses.replace(options, experiment=timestamped(load_space(space).name, now))
+
+
 def job_metadata(space: Path, options: TuneOptions, job_id: str) -> dict[str, str]:
     """What the dashboard's job page shows: the experiment, the space, the data and the budget."""
     loaded = load_space(space)
     return {
-        "experiment": options.experiment or f"{loaded.name}-<start time> (chosen by the job)",
+        "experiment": options.experiment or f"the latest {loaded.name}-* on the cluster (resumed)",
         "space": space.name,
         "data": options.data or loaded.data.source,
         "trials": str(options.trials or loaded.budget.trials),

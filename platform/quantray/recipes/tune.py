@@ -18,9 +18,9 @@ from quantray.data.pipeline import Prepared, prepare
 from quantray.data.sources import absolute_source
 from quantray.errors import BadInput
 from quantray.tune.results import load_trials
-from quantray.tune.search import connect, experiment_name, scheduler, searcher, trial_resources, with_overrides
+from quantray.tune.search import connect, experiment_name, reuse_actors, scheduler, searcher, with_overrides
 from quantray.tune.space import SearchSpace, load_space
-from quantray.tune.trial import trial_main
+from quantray.tune.trial import trial_trainable
 from quantray.recipes.console import Console, quiet_console
 from quantray.recipes.options import TuneOptions
 from quantray.workspace import tracking_uri, tune_storage
@@ -116,8 +116,9 @@ def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: 
 
     # Tune warns on every snapshot when trials checkpoint each epoch (ours do, to keep `best/`)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    trainable = tune.with_parameters(trial_main, space=space, data_source=options.data, storage=str(storage))
-    trainable = tune.with_resources(trainable, trial_resources(space))
+    reuse = reuse_actors(space, options.address)
+    trainable = trial_trainable(space, experiment=experiment, data_source=options.data, storage=str(storage),
+                                reuse_actors=reuse)
     logger = MlflowTrialLogger(
         tracking_uri=tracking_uri(options.tracking_uri), experiment=mlflow_experiment, space_path=space.path,
         resolve_config=lambda params: to_dict(space.resolve(params, data_source=options.data)),
@@ -147,9 +148,7 @@ def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: 
             time_budget_s=space.budget.time_budget_s or None,
             trial_name_creator=lambda trial: f"{experiment}-{trial.trial_id}",
             trial_dirname_creator=lambda trial: f"trial-{trial.trial_id}",
-            # A finished trial's process (torch and quantray imported) runs the next one. Not for
-            # multi-worker trials: a stopped trial's TorchTrainer may still run in its actor.
-            reuse_actors=space.resources.workers == 1,
+            reuse_actors=reuse,
         ),
         run_config=run_config,
     )

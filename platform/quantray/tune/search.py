@@ -65,7 +65,12 @@ def experiment_name(space: SearchSpace, storage: Path, *, name: str | None, resu
         if not previous:
             raise BadInput(f"--resume: no earlier experiment of space '{space.name}' under {storage}")
         return previous[-1].name
-    return f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return timestamped(space.name)
+
+
+def timestamped(name: str, now: float | None = None) -> str:
+    """`<name>-<local time>`: a new experiment's default name."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
 
 
 def trial_resources(space: SearchSpace) -> dict[str, float]:
@@ -76,6 +81,17 @@ def trial_resources(space: SearchSpace) -> dict[str, float]:
         # trial reserves a little memory instead.
         return {"CPU": 0.0, "memory": 64 * 2**20}
     return {"CPU": resources.cpus_per_worker, "GPU": resources.gpus_per_worker}
+
+
+def reuse_actors(space: SearchSpace, address: str | None) -> bool:
+    """Whether a finished trial's actor (torch and quantray imported) runs the next trial.
+
+    Only in a Ray started here, which has no dashboard to watch: it saves a process start per trial.
+    On a cluster each trial gets an actor of its own, named after it on the dashboard (Ray records
+    an actor's repr once, when it is created; see `trial.trial_trainable`). Never for multi-worker
+    trials: a stopped trial's TorchTrainer may still run in its actor.
+    """
+    return space.resources.workers == 1 and not address
 
 
 def searcher(space: SearchSpace) -> Any:

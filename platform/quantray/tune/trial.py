@@ -15,6 +15,7 @@ from typing import Any, Callable
 from quantray.data.pipeline import prepare
 from quantray.train.launch import copy_out, run_torch_trainer
 from quantray.train.loop import InProcessSession, fit
+from quantray.tune.search import trial_resources
 from quantray.tune.space import SearchSpace
 
 
@@ -32,6 +33,31 @@ def trial_main(params: dict[str, Any], *, space: SearchSpace, data_source: str |
     session = InProcessSession(data, config, report=_tune_report, latest_checkpoint=_tune_latest_checkpoint,
                                device=_device())
     fit(config, data, session)
+
+
+def trial_trainable(space: SearchSpace, *, experiment: str, data_source: str | None, storage: str,
+                    reuse_actors: bool) -> type:  # -> type[ray.tune.Trainable]
+    """`trial_main` as the Trainable class Tune runs, the space and paths bound (through the object
+    store) and the trial's resources attached.
+
+    Its actor's repr is `trial <trial id> (<experiment>)`: the Ray dashboard shows it in the Actors
+    page's Repr column and names the actor's tasks after it (`... .train`), `ray list actors
+    --detail` as `repr_name`. Ray records the repr once, when the actor is created, so an actor Tune
+    reuses for later trials would go on naming its first: with `reuse_actors` the repr names only
+    the experiment (`trials of <experiment>`).
+    """
+    from ray import tune  # lazy: this module is imported by the driver before Ray starts
+    from ray.tune.trainable import wrap_function
+
+    function = tune.with_parameters(trial_main, space=space, data_source=data_source, storage=storage)
+    base = wrap_function(tune.with_resources(function, trial_resources(space)))
+
+    class QuantrayTrial(base):  # type: ignore[misc, valid-type]  # a class Tune builds at run time
+        def __repr__(self) -> str:
+            return f"trials of {experiment}" if reuse_actors else f"trial {self.trial_id} ({experiment})"
+
+    QuantrayTrial.__qualname__ = "QuantrayTrial"  # the dashboard's Class column, not `trial_trainable.<locals>...`
+    return QuantrayTrial
 
 
 def _tune_report(metrics: dict[str, float], write_checkpoint: Callable[[Path], None]) -> None:
