@@ -3,13 +3,16 @@
 One step = forward + full objective + backward + AdamW update on a batch of B dates
 (A=8 assets, L=64 steps, F=16 features, B=64 by default). Prints samples (dates) per second
 and peak memory for each family: on CPU (float32, eager) and, when CUDA is available, on the
-GPU under bf16 autocast both eager and torch.compile'd.
+GPU in float32 eager, bf16 autocast eager and bf16 autocast torch.compile'd (the docs/performance.md
+GPU table). `--device cuda` runs the GPU rows only; `--device cpu --precision bf16` exercises the
+same bf16 code on a CPU (a smoke check of the script, not a figure to quote).
 
 CPU memory is the peak resident set size of a fresh process per family (`ru_maxrss`), and its
 growth during the steps (activations, gradients, optimizer state); GPU memory is
 `torch.cuda.max_memory_allocated`.
 
     python benchmarks/model_step.py [--steps 10] [--batch 64] [--families gnn,hybrid] [--cpu-only]
+    python benchmarks/model_step.py --device cuda        # the GPU table: fp32 / bf16 / bf16 compiled
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def make_batch(batch: int, device: str) -> dict[str, Any]:
 
 def measure(
     family: str, device: str, batch: int, steps: int, warmup: int, compile_model: bool,
-    arch: dict[str, Any] | None = None,
+    arch: dict[str, Any] | None = None, precision: str = "fp32",
 ) -> dict[str, Any]:
     """Time `steps` training steps after `warmup` ones of `family` built with `arch` (default
     sizes when None); returns the figures as a dict."""
@@ -61,7 +64,7 @@ def measure(
     step_model = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = make_batch(batch, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step() -> None:
         with autocast:
@@ -89,6 +92,7 @@ def measure(
         "family": family,
         "device": device,
         "compiled": compile_model,
+        "precision": precision,
         "parameters": sum(p.numel() for p in model.parameters()),
         "samples_per_s": batch * steps / elapsed,
         "ms_per_step": 1e3 * elapsed / steps,
@@ -103,21 +107,23 @@ def measure(
     return figures
 
 
-def measure_in_fresh_process(family: str, device: str, args: argparse.Namespace, compile_model: bool) -> dict[str, Any]:
+def measure_in_fresh_process(family: str, device: str, args: argparse.Namespace, compile_model: bool,
+                             precision: str) -> dict[str, Any]:
     """Each run in its own process, so peak RSS belongs to one family and compile caches don't leak."""
     command = [
         sys.executable, __file__, "--one", family, "--device", device, "--batch", str(args.batch),
-        "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--steps", str(args.steps), "--warmup", str(args.warmup), "--precision", precision,
     ] + (["--compile"] if compile_model else [])
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        return {"family": family, "device": device, "compiled": compile_model,
+        return {"family": family, "device": device, "compiled": compile_model, "precision": precision,
                 "error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def print_row(figures: dict[str, Any]) -> None:
-    label = f"{figures['family']:<12} {figures['device']:<5} {'compiled' if figures['compiled'] else 'eager':<9}"
+    label = (f"{figures['family']:<12} {figures['device']:<5} {figures['precision']:<5} "
+             f"{'compiled' if figures['compiled'] else 'eager':<9}")
     if "error" in figures:
         print(f"{label} error: {figures['error']}")
         return
@@ -140,27 +146,33 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included (default 3)")
     parser.add_argument("--cpu-only", action="store_true", help="skip the GPU runs even when CUDA is available")
     parser.add_argument("--compile-cpu", action="store_true", help="also time torch.compile on CPU (needs a C++ compiler)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CPU rows, and the GPU rows when CUDA is available (default)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="with --device cpu: the precision of the CPU rows (default fp32)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:  # child process: one measurement, printed as JSON
-        print(json.dumps(measure(args.one, args.device, args.batch, args.steps, args.warmup, args.compile)))
+        print(json.dumps(measure(args.one, args.device, args.batch, args.steps, args.warmup, args.compile,
+                                 precision=args.precision)))
         return
 
     import torch
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    runs = [("cpu", False)] + ([("cpu", True)] if args.compile_cpu else [])
-    if torch.cuda.is_available() and not args.cpu_only:
-        runs += [("cuda", False), ("cuda", True)]
+    cpu_precision = args.precision if args.device == "cpu" else "fp32"
+    runs = [("cpu", False, cpu_precision)] + ([("cpu", True, cpu_precision)] if args.compile_cpu else [])
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available() and not args.cpu_only):
+        gpu_runs = [("cuda", False, "fp32"), ("cuda", False, "bf16"), ("cuda", True, "bf16")]
+        runs = gpu_runs if args.device == "cuda" else runs + gpu_runs
     print(f"A={ASSETS} L={LOOKBACK} F={FEATURES} B={args.batch}, {args.steps} timed steps after {args.warmup} warmup, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA"))
-    for device, compile_model in runs:
+    for device, compile_model, precision in runs:
         for family in families:
-            print_row(measure_in_fresh_process(family, device, args, compile_model))
+            print_row(measure_in_fresh_process(family, device, args, compile_model, precision))
 
 
 if __name__ == "__main__":

@@ -284,8 +284,7 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor) -> Tensor:
-        a = self.norm_attn(h)
-        h = h + self.drop(self.attn(a, a, a, need_weights=False)[0])
+        h = h + self.drop(multihead_attention(self.attn, self.norm_attn(h)))
         return h + self.drop(self.ff(self.norm_ff(h)))
 
 
@@ -309,8 +308,18 @@ class EncoderStack(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         for layer in self.layers:
-            h = layer(h)
+            h = torch_encoder_layer(layer, h) if isinstance(layer, nn.TransformerEncoderLayer) else layer(h)
         return self.norm(h)
+
+
+def torch_encoder_layer(layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
+    """`layer(h)` for the pre-norm, batch-first GELU layer EncoderStack builds, with its own
+    submodules (so checkpoints keep their keys) and the attention of `multihead_attention`.
+    For one seed the attention and feed-forward dropouts draw what torch's forward draws; the
+    dropout after the attention draws the same distribution on other elements (torch's output
+    there is a transposed view, and dropout fills in memory order)."""
+    h = h + layer.dropout1(multihead_attention(layer.self_attn, layer.norm1(h)))
+    return h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(h))))))
 
 
 class TemporalTransformer(nn.Module):
@@ -332,6 +341,40 @@ class TemporalTransformer(nn.Module):
         if not return_states:
             return self.pool(h)
         return self.pool(h), h[:, -steps:]  # a CLS token sits in front of the steps
+
+
+# ---------------------------------------------------------------- self- and context attention
+
+
+def attend_all(q: Tensor, k: Tensor, v: Tensor, dropout: float) -> Tensor:
+    """Unmasked multi-head attention q [N, H, S, d], k, v [N, H, T, d] -> [N, H, S, d].
+
+    Why not always scaled_dot_product_attention: with dropout on a CPU it falls back to its math
+    path, which scales q and k separately, runs a softmax that guards against all-masked rows
+    (there are none without a mask) and copies; this does the same arithmetic in fewer passes
+    over the [N, H, S, T] weights, with the same dropout draw (F.dropout on the same shape). On
+    CUDA, or without dropout, the fused kernels win."""
+    if dropout == 0.0 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    weights = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+    return F.dropout(weights, dropout) @ v
+
+
+def multihead_attention(attn: nn.MultiheadAttention, query: Tensor, context: Tensor | None = None) -> Tensor:
+    """`attn(query, context, context, need_weights=False)[0]` for a batch-first module without
+    masks: query [N, S, D] attends to context [N, T, D] (itself when None). Uses the module's
+    packed projection in one matmul and `attend_all`, skipping nn.MultiheadAttention's layout
+    copies; the module and its state_dict keys are unchanged."""
+    N, S, D = query.shape
+    H = attn.num_heads
+    weight, bias = attn.in_proj_weight, attn.in_proj_bias
+    if context is None:
+        q, k, v = split_heads(F.linear(query, weight, bias), 3, H)
+    else:
+        (q,) = split_heads(F.linear(query, weight[:D], bias[:D]), 1, H)
+        k, v = split_heads(F.linear(context, weight[D:], bias[D:]), 2, H)
+    mixed = attend_all(q, k, v, attn.dropout if attn.training else 0.0)
+    return attn.out_proj(merge_heads(mixed))
 
 
 # ---------------------------------------------------------------- cross-asset attention

@@ -46,6 +46,7 @@ from quantray.models.blocks import (
     check_dropout,
     check_heads,
     check_int,
+    multihead_attention,
     zero_masked,
 )
 
@@ -141,5 +142,4 @@ class HybridModel(nn.Module):
         else:
             calendar = self.calendar(calendar_features(L, h.device)).expand(h.shape[0], L, -1)  # [B·A, L, D]
         context = torch.cat([static, calendar], dim=1)
-        mixed, _ = self.context_attention(self.context_norm(h), context, context, need_weights=False)
-        return mixed
+        return multihead_attention(self.context_attention, self.context_norm(h), context)

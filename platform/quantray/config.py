@@ -265,6 +265,17 @@ class LossWeights:
             )
 
 
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+def check_gpus(value: float, key: str) -> None:
+    """A GPU request Ray can place: 0, a share of one GPU in (0, 1] (several small trials on one
+    GPU: 0.25 = four per GPU), or whole GPUs. Ray refuses fractions above 1 only when it places them."""
+    whole = float(value).is_integer()
+    if value < 0 or (value > 1 and not whole):
+        raise BadInput(f"{key}: GPUs must be 0, a fraction of one GPU in (0, 1] or a whole number, got {value:g}")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = 1e-3
@@ -272,6 +283,13 @@ class OptimConfig:
     batch_dates: int = 64  # consecutive dates per batch, so turnover is defined inside it
     epochs: int = 10
     grad_clip: float = 1.0
+    # fp32, or bf16: forward passes under bfloat16 autocast where the run is on CUDA (CPU runs stay fp32)
+    precision: str = "fp32"
+    compile: bool = False  # train through torch.compile(model): pays on GPUs and long runs (compiling takes minutes on CPU)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BadInput(f"optim.precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 PRETRAIN_AUGMENTS: tuple[str, ...] = ("jitter", "adjacent", "both")
@@ -314,6 +332,9 @@ class TrainConfig:
     workers: int = 1  # >1 runs the loop under Ray Train's TorchTrainer (DDP)
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_gpus(self.gpus_per_worker, "gpus_per_worker")
 
 
 def as_float(value: Any) -> float | None:

@@ -83,12 +83,11 @@ class WorkerSession:
 
         self.device = str(ray.train.torch.get_device())
         self._config = config
-        self._windows = windows
+        self.train_windows = windows
         self._dates: np.ndarray | None = None
 
-    def train_batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    def train_dates(self, epoch: int) -> Iterator[np.ndarray]:
         import ray.train
-
 
         if self._dates is None:  # a shard's dates are fixed: one Ray Data read per run, not per epoch
             self._dates = shard_dates(ray.train.get_dataset_shard("train"))
@@ -96,7 +95,7 @@ class WorkerSession:
         rank = ray.train.get_context().get_world_rank()
         rng = np.random.default_rng((self._config.seed, epoch, rank))
         for rows in consecutive_batches(len(dates), self._config.optim.batch_dates, rng):
-            yield self._windows.gather(dates[rows])
+            yield dates[rows]
 
     def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module":
         import ray.train.torch

@@ -1,10 +1,16 @@
 """The training loop: one function, whoever runs it.
 
-`fit` trains one model from a resolved `TrainConfig`. It gets its training batches, its model
-wrapping (DDP or none), its resume point and its reporting from a `Session`, so the same code
+`fit` trains one model from a resolved `TrainConfig`. It gets its training windows and each
+batch's dates, its model wrapping (DDP or none), its resume point and its reporting from a
+`Session`, so the same code
 runs in a plain process (`InProcessSession`), inside a Tune trial, or on every worker of a Ray Train
 `TorchTrainer` (see quantray.train.launch). It never imports Ray.
 `InProcessSession` + `directory_reporter` run it without Ray (tests, GPU benchmarks).
+
+Batches are gathered on the session's device from device-resident features (`DeviceWindows`):
+a GPU run copies the feature array once, not every batch. `optim.precision: bf16` runs the
+forward passes under bfloat16 autocast on CUDA (a CPU run stays float32); `optim.compile`
+trains through `torch.compile(model)` (evaluation runs the eager module, same weights).
 
 With a `pretrain` section (epochs > 0) a fresh run first pretrains the encoder with the NT-Xent
 contrastive loss on the same training batches (quantray.train.contrastive), then fine-tunes the
@@ -42,6 +48,8 @@ from quantray.train.checkpoint import build_model, save_checkpoint, unwrap
 if TYPE_CHECKING:
     import torch
 
+    from quantray.train.batches import DeviceWindows
+
 
 BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
 STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
@@ -54,8 +62,9 @@ class Session(Protocol):
     """What the loop needs from whoever runs it."""
 
     device: str
+    train_windows: Windows  # what every training batch is gathered from, on `device`
 
-    def train_batches(self, epoch: int) -> Iterable[dict[str, np.ndarray]]: ...
+    def train_dates(self, epoch: int) -> Iterable[np.ndarray]: ...  # the date indices of each batch
 
     def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module": ...
 
@@ -76,6 +85,7 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
     """Train `config` on `data`'s training windows; report after every epoch through `session`."""
     import torch
 
+    from quantray.train.batches import DeviceWindows  # lazy: imports torch
     from quantray.train.losses import objective  # lazy: the loss imports torch
 
     torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
@@ -83,9 +93,11 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
     pipeline = data.pipeline(fold)  # saved with every checkpoint: the only way to its inputs later
     model = build_model(config, pipeline).to(session.device)
     model = session.prepare_model(model)
+    step_model = torch.compile(model) if config.optim.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    val_windows = data.windows("val", fold)
-    stop_windows = data.windows("stop", fold) if len(data.splits[fold].stop) else None
+    train_windows = DeviceWindows(session.train_windows, session.device)
+    val_windows = DeviceWindows(data.windows("val", fold), session.device)
+    stop_windows = DeviceWindows(data.windows("stop", fold), session.device) if len(data.splits[fold].stop) else None
     periods_per_year = bars_per_year(data.panel.dates, config.data.bars_per_year)  # annualizes val_sharpe
 
     with tempfile.TemporaryDirectory(prefix="quantray-best-") as scratch:
@@ -96,17 +108,18 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
             start_epoch, best = _restore(resume, model, optimizer, best_dir)
         pretrain_losses: list[float] = []
         if start_epoch == 0:  # a resumed run restored weights that were already pretrained
-            pretrain_losses = pretrain(model, config, session)
+            pretrain_losses = pretrain(model, config, session, train_windows)
         pretrain_metrics = {"pretrain_epochs": len(pretrain_losses),
                             "pretrain_loss": pretrain_losses[-1] if pretrain_losses else math.nan}
 
         for epoch in range(start_epoch, config.optim.epochs):
             model.train()
             train_losses = []
-            for batch in session.train_batches(epoch):
-                tensors = to_tensors(batch, session.device)
-                out = run_batch(model, tensors)
-                loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
+            for dates in session.train_dates(epoch):
+                tensors = train_windows.gather(dates)
+                with autocast(config, session.device):
+                    out = run_batch(step_model, tensors)
+                    loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
                 optimizer.zero_grad(set_to_none=True)
@@ -150,7 +163,8 @@ class Best:
     val_sharpe: float = -math.inf
 
 
-def pretrain(model: "torch.nn.Module", config: TrainConfig, session: Session) -> list[float]:
+def pretrain(model: "torch.nn.Module", config: TrainConfig, session: Session,
+             train_windows: "DeviceWindows") -> list[float]:
     """The pretraining phase: `config.pretrain.epochs` epochs of NT-Xent on the training batches,
     with its own optimizer over the model and a projection head that is then dropped. Returns
     each epoch's mean loss. Batches of pretraining epoch i are drawn as epoch optim.epochs + i, so
@@ -169,8 +183,9 @@ def pretrain(model: "torch.nn.Module", config: TrainConfig, session: Session) ->
     model.train()
     for epoch in range(settings.epochs):
         epoch_losses = []
-        for batch in session.train_batches(config.optim.epochs + epoch):
-            loss = contrastive_loss(model, projection, to_tensors(batch, session.device), settings)
+        for dates in session.train_dates(config.optim.epochs + epoch):
+            with autocast(config, session.device):
+                loss = contrastive_loss(model, projection, train_windows.gather(dates), settings)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pretraining loss became {loss.item()} at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -190,24 +205,27 @@ class Evaluation:
     positions: np.ndarray  # [T, A]
 
 
-def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, device: str = "cpu",
-             periods_per_year: float = PERIODS_PER_YEAR) -> Evaluation:
+def evaluate(model: "torch.nn.Module", windows: "Windows | DeviceWindows", config: TrainConfig,
+             device: str = "cpu", periods_per_year: float = PERIODS_PER_YEAR) -> Evaluation:
     """Validation metrics of `model` on a block: net Sharpe after costs, IC, hit rate, loss.
 
-    One forward pass over the whole block gives both the positions and the objective's loss."""
+    One forward pass over the whole block gives both the positions and the objective's loss
+    (under the run's autocast, like training). `windows` already on the device are reused."""
     import torch
 
+    from quantray.train.batches import DeviceWindows  # lazy: imports torch
     from quantray.train.losses import objective  # lazy: the loss imports torch
 
-    everything = windows.batch(np.arange(len(windows)))
+    on_device = windows if isinstance(windows, DeviceWindows) else DeviceWindows(windows, device)
     model.eval()
-    with torch.no_grad():
-        tensors = to_tensors(everything, device)
+    with torch.no_grad(), autocast(config, device):
+        tensors = on_device.batch(np.arange(len(on_device)))
         out = run_batch(model, tensors)
         loss, _ = objective(out, tensors, config.loss, config.data.cost_bps)
     positions = out.position.float().cpu().numpy()
-    returns = net_returns(positions, everything["next_return"], everything["mask"], config.data.cost_bps)
-    perf = performance(returns, positions, everything["next_return"], periods_per_year)
+    next_return, mask = tensors["next_return"].cpu().numpy(), tensors["mask"].cpu().numpy()
+    returns = net_returns(positions, next_return, mask, config.data.cost_bps)
+    perf = performance(returns, positions, next_return, periods_per_year)
     metrics = {
         "val_sharpe": _finite(perf["sharpe"]),
         "val_ic": _finite(perf["ic"]),
@@ -216,6 +234,15 @@ def evaluate(model: "torch.nn.Module", windows: Windows, config: TrainConfig, de
         "val_loss": float(loss.item()),
     }
     return Evaluation(metrics=metrics, returns=returns, positions=positions)
+
+
+def autocast(config: TrainConfig, device: str) -> "torch.autocast":
+    """bfloat16 autocast when the run asks for it (`optim.precision: bf16`) and runs on CUDA; a
+    CPU run stays float32 (bf16 on CPUs without bf16 units is slower, and its numerics differ)."""
+    import torch
+
+    enabled = config.optim.precision == "bf16" and torch.device(device).type == "cuda"
+    return torch.autocast("cuda" if enabled else "cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
 def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], return_attention: bool = False):
@@ -253,20 +280,21 @@ ReportFn = Callable[[dict[str, float], Callable[[Path], None]], None]
 
 class InProcessSession:
     """The loop's session when this process trains alone (a plain run or a single-worker Tune
-    trial): batches come from the in-memory training windows; reporting is pluggable."""
+    trial): batches are blocks of the training windows' dates; reporting is pluggable."""
 
     def __init__(self, data: Prepared, config: TrainConfig, *, report: ReportFn,
                  latest_checkpoint: Callable[[], Path | None] = lambda: None, device: str = "cpu") -> None:
         self.device = device
-        self._windows = data.windows("train", config.data.fold)
+        self.train_windows = data.windows("train", config.data.fold)
         self._config = config
         self._report = report
         self._latest_checkpoint = latest_checkpoint
 
-    def train_batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    def train_dates(self, epoch: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng((self._config.seed, epoch))
-        for rows in consecutive_batches(len(self._windows), self._config.optim.batch_dates, rng):
-            yield self._windows.batch(rows)
+        dates = self.train_windows.dates_idx
+        for rows in consecutive_batches(len(dates), self._config.optim.batch_dates, rng):
+            yield dates[rows]
 
     def prepare_model(self, model: "torch.nn.Module") -> "torch.nn.Module":
         return model

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quantray.config import check_gpus
 from quantray.errors import BadInput
 from quantray.tune.space import SearchSpace
 
@@ -35,6 +36,7 @@ def with_overrides(space: SearchSpace, *, trials: int | None, workers_per_trial:
         if gpus_per_trial < 0:
             raise BadInput(f"--gpus-per-trial: must not be negative, got {gpus_per_trial}")
         # GPUs are split over the trial's workers; fractions are allowed (several trials per GPU)
+        check_gpus(gpus_per_trial / resources.workers, "--gpus-per-trial (per worker)")
         resources = dataclasses.replace(resources, gpus_per_worker=gpus_per_trial / resources.workers)
     return dataclasses.replace(space, budget=budget, resources=resources)
 

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from quantray import models
-from quantray.config import DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, read_sections, resolve, to_dict
+from quantray.config import (
+    DataConfig, LossWeights, OptimConfig, TrainConfig, as_float, check_gpus, read_sections, resolve, to_dict,
+)
 from quantray.data.news import check_news_config
 from quantray.errors import BadInput
 
@@ -66,8 +68,11 @@ class AshaConfig:
 @dataclass(frozen=True)
 class Resources:
     workers: int = 1  # >1: each trial runs the loop under a TorchTrainer with this many workers
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float = 0.0  # a fraction shares one GPU between trials: 0.25 = four trials per GPU
     cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_gpus(self.gpus_per_worker, "resources.gpus_per_worker")
 
 
 @dataclass(frozen=True)
