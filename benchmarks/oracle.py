@@ -9,8 +9,12 @@ single member. Goal: the ensemble at least 0.7 of the oracle.
 `synthetic:` source with `seed=` replaced): one market's test block is a single draw, and how
 much the ratio moves between draws is part of the answer.
 
+`--news` runs the same search with the synthetic news stream (informed 0.3) and the
+transformer's news cross-attention added, and nothing else changed: with `--markets`, what the
+news channel is worth at equal search.
+
     python benchmarks/oracle.py [--space search_spaces/quickstart.yaml] [--trials N] [--top-k 5]
-                                [--markets 0,1,2,3]
+                                [--markets 0,1,2,3] [--news]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--methods", default="concat,attention,greedy")
     parser.add_argument("--markets", help="comma-separated seeds of the synthetic market (default: the space's)")
+    parser.add_argument("--news", action="store_true", help="add the synthetic news stream and news attention")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="quantray-oracle-") as scratch:
@@ -36,6 +41,8 @@ def main() -> None:
         markets = [None] if args.markets is None else [int(seed) for seed in args.markets.split(",")]
         for market in markets:
             space = args.space if market is None else space_with_market(args.space, market, root)
+            if args.news:
+                space = space_with_news(space, root)
             run_one(space, market, args, root / f"market-{market}")
 
 
@@ -51,6 +58,20 @@ def space_with_market(space: Path, seed: int, root: Path) -> Path:
     options = ",".join(o for o in options.split(",") if o and not o.startswith("seed="))
     raw["data"]["source"] = f"{name}:seed={seed}" + (f",{options}" if options else "")
     copy = root / f"{space.stem}-market{seed}.yaml"
+    copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return copy
+
+
+def space_with_news(space: Path, root: Path) -> Path:
+    """A copy of `space` that reads the synthetic news stream, its transformers through news attention."""
+    import yaml
+
+    raw = yaml.safe_load(space.read_text())
+    raw["data"]["news"] = {"source": "synthetic:seed=0,informed=0.3"}
+    arch = raw["model"]["arch"]
+    transformer = arch["transformer"] if "transformer" in arch else arch  # conditional or a single family
+    transformer["news_attention"] = True
+    copy = root / f"{space.stem}-news.yaml"
     copy.write_text(yaml.safe_dump(raw, sort_keys=False))
     return copy
 
@@ -71,7 +92,7 @@ def run_one(space: Path, market: int | None, args: argparse.Namespace, root: Pat
         rows.append((method, len(built.ensemble.member_ids), sharpe["ensemble"], sharpe["best_member"],
                      sharpe.get("oracle", float("nan"))))
 
-    where = "the space's market" if market is None else f"market seed {market}"
+    where = ("the space's market" if market is None else f"market seed {market}") + (", with news" if args.news else "")
     print(f"\nspace {args.space.name}, {where}, {summary.n_trials} trials; "
           "test block net Sharpe (annualized, after costs)")
     print(f"{'method':10} {'members':>7} {'ensemble':>9} {'best member':>12} {'oracle':>7} "
