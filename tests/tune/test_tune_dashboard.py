@@ -50,16 +50,22 @@ def cluster() -> Iterator[str]:
 class ActorWatcher(threading.Thread):
     """Lists the live actors through Ray's state API, as the dashboard's Actors page does, until stopped."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str) -> None:
         super().__init__(daemon=True)
+        self.address = address  # this test's Ray: others may run on the machine
         self.seen: set[tuple[str, str]] = set()  # (class name, repr)
+        self.error: Exception | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.is_set():
-            for actor in list_actors(filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False):
-                self.seen.add((actor.class_name, actor.repr_name))
-            time.sleep(0.2)
+        try:
+            while not self.done.is_set():
+                for actor in list_actors(address=self.address, filters=[("state", "=", "ALIVE")], detail=True,
+                                         raise_on_missing_output=False):
+                    self.seen.add((actor.class_name, actor.repr_name))
+                time.sleep(0.2)
+        except Exception as exc:  # reported by the test, not lost with the thread
+            self.error = exc
 
 
 def test_each_running_trial_actor_names_its_trial_and_experiment(cluster: str, tmp_path: Path,
@@ -69,13 +75,14 @@ def test_each_running_trial_actor_names_its_trial_and_experiment(cluster: str, t
     space.write_text(SPACE)
     options = TuneOptions(address=cluster, experiment="dash-e1", storage=tmp_path / "tune",
                           tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    watcher = ActorWatcher()
+    watcher = ActorWatcher(cluster)
     watcher.start()
     try:
         summary = run_tune(space, options, Console(io.StringIO()))
     finally:
         watcher.done.set()
         watcher.join(timeout=30)
+    assert watcher.error is None, watcher.error
     assert (summary.n_trials, summary.n_failed) == (2, 0)
 
     trial_ids = [r.trial_id for r in load_trials("dash-e1", tmp_path / "tune").records]
