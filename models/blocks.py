@@ -548,7 +548,7 @@ class NewsCrossAttention(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor, news: Tensor | None, news_mask: Tensor | None) -> Tensor:
-        B, Q, D = h.shape
+        B = h.shape[0]
         null = self.null.expand(B, 1, -1)
         tokens = null if news is None else torch.cat([null, news.to(null.dtype)], dim=1)  # [B, 1 + N, E]
         N = tokens.shape[1] - 1
@@ -558,7 +558,7 @@ class NewsCrossAttention(nn.Module):
         if news is not None and news_mask is not None:
             present = torch.cat([present[:, :1], news_mask.to(torch.bool)], dim=1)
         # age in bars: the null token 0, then oldest N-1 .. newest 0
-        age = torch.cat([torch.zeros(1), torch.arange(N - 1, -1, -1, dtype=torch.float32)]).to(h.device)
+        age = torch.cat([torch.zeros(1, device=h.device), torch.arange(N - 1, -1, -1, device=h.device)])
         bias = -F.softplus(self.recency)[:, None] * age[None, :]  # [H, 1 + N]
         scores = bias[None, :, None, :].masked_fill(~present[:, None, None, :], float("-inf"))  # [B, H, 1, 1 + N]
         p = self.dropout if self.training else 0.0

@@ -36,6 +36,7 @@ from quantray.models.blocks import (
     zero_masked,
 )
 
+
 class IndexSum(Aggregation):
     """GATv2's sum of messages [E, H, C] into their target nodes, by index_add_. Why: PyG's sum
     runs scatter_add_ with an expanded index, whose multi-threaded CPU path is tens of times

@@ -92,7 +92,6 @@ class NewsConfig:
         return bool(self.source)
 
 
-DURATION_UNITS: tuple[str, ...] = ("min", "h", "d", "w")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|h|d|w)")
 
 

@@ -13,7 +13,8 @@ import torch
 from quantray.config import DataConfig, FeatureConfig, ModelConfig, OptimConfig, SplitConfig, TrainConfig
 from quantray.data.pipeline import Prepared, prepare
 from quantray.train.checkpoint import build_model, save_checkpoint
-from quantray.train.loop import consecutive_batches, evaluate, to_tensors
+from quantray.train.batches import DeviceWindows
+from quantray.train.loop import consecutive_batches, evaluate
 from quantray.train.losses import objective
 
 DATA = DataConfig(
@@ -45,7 +46,7 @@ def train_member(prepared: Prepared, family: str, arch: dict[str, Any], seed: in
     for step, rows in enumerate(consecutive_batches(len(train), config.optim.batch_dates, rng)):
         if step == steps:
             break
-        batch = to_tensors(train.batch(rows), "cpu")
+        batch = DeviceWindows(train, "cpu").batch(rows)
         loss, _ = objective(model(batch["x"], batch["asset_ids"], batch["mask"]), batch, config.loss, data.cost_bps)
         optimizer.zero_grad()
         loss.backward()

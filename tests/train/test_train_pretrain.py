@@ -14,7 +14,8 @@ from quantray.config import PretrainConfig
 from quantray.data.pipeline import prepare
 from quantray.errors import BadInput
 from quantray.train.contrastive import contrastive_loss, nt_xent, projection_head
-from quantray.train.loop import InProcessSession, directory_reporter, fit, latest_in, to_tensors
+from quantray.train.batches import DeviceWindows
+from quantray.train.loop import InProcessSession, directory_reporter, fit, latest_in
 
 from test_train_loop import CONFIG, DATA
 
@@ -42,7 +43,7 @@ def test_any_familys_encoder_pretrains(data, family: str, augment: str) -> None:
     model = models.build(family, n_assets=pipeline.n_assets, n_features=pipeline.n_features, lookback=pipeline.lookback,
                          feature_names=pipeline.feature_names, d_model=8, **({} if family == "cnn_lstm" else {"n_heads": 2}))
     projection = projection_head(model.embedding_dim, 16)
-    tensors = to_tensors(data.windows("train").batch(np.arange(16)), "cpu")
+    tensors = DeviceWindows(data.windows("train"), "cpu").batch(np.arange(16))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = contrastive_loss(model, projection, tensors, PretrainConfig(epochs=1, augment=augment))
     loss.backward()

@@ -283,8 +283,8 @@ def days_per_year(dates: np.ndarray) -> int:
 def duration_in_bars(value: int | str, dates: np.ndarray, *, key: str, bars_per_year_override: float = 0.0) -> int:
     """`value` in bars of the data at `dates`: an int already is; a duration ("30min", "4h", "5d",
     "2w") is converted by the bars' spacing (minutes, hours) or their number per traded day
-    (days; a week is 5 traded days, 7 in a 24/7 market). A duration that is not about a whole number of bars
-    (within a tenth of a bar), or hours on daily bars, -> BadInput naming `key`."""
+    (days; a week is 5 traded days, 7 in a 24/7 market). A duration that is not about a whole
+    number of bars (within a tenth of a bar), or hours on daily bars, -> BadInput naming `key`."""
     if not isinstance(value, str):
         return int(value)
     amount, unit = parse_duration(value, key=key)
@@ -295,9 +295,10 @@ def duration_in_bars(value: int | str, dates: np.ndarray, *, key: str, bars_per_
                            f"(give days, e.g. '5d', or a number of bars)")
         bars = amount * (60.0 if unit == "h" else 1.0) / spacing
     else:
-        week = 7.0 if days_per_year(dates) == CALENDAR_DAYS_PER_YEAR else 5.0
+        per_year = days_per_year(dates)
+        week = 7.0 if per_year == CALENDAR_DAYS_PER_YEAR else 5.0
         days = amount * (week if unit == "w" else 1.0)
-        bars = days * bars_per_year(dates, bars_per_year_override) / days_per_year(dates)
+        bars = days * bars_per_year(dates, bars_per_year_override) / per_year
     whole = round(bars)
     if whole < 1 or abs(bars - whole) > 0.1:
         raise BadInput(f"{key}: {value!r} is {bars:.2f} bars of this data; give a whole number of bars")
@@ -309,9 +310,9 @@ def bar_minutes(dates: np.ndarray) -> float | None:
     d = np.asarray(dates)
     if not is_intraday(d):
         return None
-    seconds = d.astype("datetime64[s]").astype(np.int64)
+    gaps = np.diff(d.astype("datetime64[s]").astype(np.int64))
     same_day = d[1:].astype("datetime64[D]") == d[:-1].astype("datetime64[D]")
-    gaps = np.diff(seconds)[same_day & (np.diff(seconds) > 0)]
+    gaps = gaps[same_day & (gaps > 0)]
     return float(np.median(gaps)) / 60.0 if gaps.size else None
 
 

@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 
 BEST_DIR = "best"  # inside every reported checkpoint: the best epoch's member checkpoint
 STATE_FILE = "state.pt"  # inside every reported checkpoint: weights + optimizer + epoch, to resume
-TENSOR_KEYS_FLOAT = ("x", "next_return", "fwd_return", "volatility", "volume", "news")
-TENSOR_KEYS_INT = ("asset_ids", "direction", "regime", "barrier", "date_idx")
-TENSOR_KEYS_BOOL = ("mask", "label_mask", "news_mask")
 
 
 class Session(Protocol):
@@ -249,21 +246,6 @@ def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], retu
     """The model's Output on a batch of tensors; the news tokens go in when the data has them."""
     return model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
                  news=tensors.get("news"), news_mask=tensors.get("news_mask"))
-
-
-def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, "torch.Tensor"]:
-    """Numpy batch -> tensors with the dtypes the models and the objective expect."""
-    import torch
-
-    tensors: dict[str, torch.Tensor] = {}
-    for key, value in batch.items():
-        if key in TENSOR_KEYS_FLOAT:
-            tensors[key] = torch.as_tensor(np.asarray(value), dtype=torch.float32, device=device)
-        elif key in TENSOR_KEYS_INT:
-            tensors[key] = torch.as_tensor(np.asarray(value), dtype=torch.long, device=device)
-        elif key in TENSOR_KEYS_BOOL:
-            tensors[key] = torch.as_tensor(np.asarray(value), dtype=torch.bool, device=device)
-    return tensors
 
 
 def consecutive_batches(n_samples: int, batch_dates: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
