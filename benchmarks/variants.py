@@ -32,6 +32,12 @@ GROUPS = {
             "ffn=kan": {"arch": {"ffn": "kan"}}},
     "news": {"news off": {}, "news on": {"arch": {"news_attention": True},
                                           "news": {"source": "synthetic:seed=0,informed=0.3"}}},
+    "neutral": {"neutral off": {}, "neutral on": {"arch": {"market_neutral": True}}},
+    "features": {"all features": {"arch": {"market_neutral": True}},
+                 "no vol levels": {"arch": {"market_neutral": True},
+                                   "features": {"names": ["log_return", "intraday_return", "overnight_return",
+                                                          "mean_return", "momentum", "volume_z", "return_x_volume",
+                                                          "rsi", "macd"]}}},
     "pretrain": {"pretrain off": {}, "pretrain on": {"pretrain": {"epochs": 3, "augment": "both"}}},
 }
 
@@ -65,7 +71,7 @@ def main() -> None:
 
 
 def run_one(change: dict, market: int, seed: int, days: int, epochs: int) -> dict:
-    from quantray.config import (DataConfig, LossWeights, ModelConfig, NewsConfig, OptimConfig, PretrainConfig,
+    from quantray.config import (DataConfig, FeatureConfig, LossWeights, ModelConfig, NewsConfig, OptimConfig, PretrainConfig,
                                  SplitConfig, TrainConfig)
     from quantray.data.pipeline import prepare
     from quantray.ensemble.build import backtest_block
@@ -75,7 +81,8 @@ def run_one(change: dict, market: int, seed: int, days: int, epochs: int) -> dic
 
     data = DataConfig(source=f"synthetic:days={days},signal=2,seed={market}", lookback=32, horizon=5, cost_bps=2.0,
                       splits=SplitConfig(stop_fraction=0.1, val_fraction=0.15, test_fraction=0.2, embargo=5),
-                      news=NewsConfig(**change.get("news", {})))
+                      news=NewsConfig(**change.get("news", {})),
+                      features=FeatureConfig(**{k: tuple(v) for k, v in change.get("features", {}).items()}))
     config = TrainConfig(
         data=data, model=ModelConfig(family="transformer", arch={**BASE_ARCH, **change.get("arch", {})}),
         loss=LossWeights(sharpe=1.0, direction=0.1, volatility=0.1, volume=0.0, regime=0.0),

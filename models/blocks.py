@@ -570,15 +570,29 @@ class NewsCrossAttention(nn.Module):
 # ---------------------------------------------------------------- heads
 
 
-class PositionHead(nn.Module):
-    """Embedding [B, A, D] -> position [B, A] = tanh(linear), 0 for masked assets."""
+def dollar_neutral(position: Tensor, mask: Tensor) -> Tensor:
+    """(p - mean of p over the active assets) / 2 on every date: long as much as short, still in [-1, 1].
 
-    def __init__(self, d_model: int) -> None:
+    A book without net exposure to what moves every asset together (the market factor, whose
+    drift the bars reveal least reliably), so a model spends its capacity on the assets' relative
+    moves; 0 for masked assets."""
+    mean = zero_masked(position, mask).sum(dim=-1, keepdim=True) / mask.sum(dim=-1, keepdim=True).clamp(min=1)
+    return zero_masked((position - mean) / 2, mask)
+
+
+class PositionHead(nn.Module):
+    """Embedding [B, A, D] -> position [B, A] = tanh(linear), 0 for masked assets; dollar-neutral
+    (`dollar_neutral`) when `neutral`."""
+
+    def __init__(self, d_model: int, neutral: bool = False) -> None:
         super().__init__()
+        check_bool("market_neutral", neutral)
         self.linear = nn.Linear(d_model, 1)
+        self.neutral = neutral
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        return zero_masked(torch.tanh(self.linear(h).squeeze(-1)), mask)
+        position = zero_masked(torch.tanh(self.linear(h).squeeze(-1)), mask)
+        return dollar_neutral(position, mask) if self.neutral else position
 
 
 class TaskHeads(nn.Module):

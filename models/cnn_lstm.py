@@ -49,6 +49,7 @@ class CnnLstmModel(nn.Module):
         lstm_layers: int = 1,
         dropout: float = 0.1,
         revin: bool = False,
+        market_neutral: bool = False,
     ) -> None:
         super().__init__()
         check_int("d_model", d_model, 1)
@@ -61,7 +62,7 @@ class CnnLstmModel(nn.Module):
         self.convs = nn.Sequential(*(CausalConv(d_model, kernel_size, dropout) for _ in range(conv_layers)))
         self.lstm = nn.LSTM(d_model, d_model, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0)
         self.norm = nn.LayerNorm(d_model)
-        self.position = PositionHead(d_model)
+        self.position = PositionHead(d_model, market_neutral)
         self.heads = TaskHeads(d_model, dropout)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,

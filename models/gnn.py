@@ -106,6 +106,7 @@ class GraphAttentionModel(nn.Module):
         positional: str = "sinusoidal",
         revin: bool = True,
         ffn: str = "gelu",
+        market_neutral: bool = False,
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
@@ -139,7 +140,7 @@ class GraphAttentionModel(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
-        self.position = PositionHead(d_model)
+        self.position = PositionHead(d_model, market_neutral)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,

@@ -43,6 +43,7 @@ from quantray.models.blocks import (
     TaskHeads,
     check_arg,
     check_bool,
+    dollar_neutral,
     check_dropout,
     check_heads,
     check_int,
@@ -81,6 +82,7 @@ class HybridModel(nn.Module):
         ffn: str = "gelu",
         calendar_features: tuple[int, ...] = (),
         news_attention: bool = False,
+        market_neutral: bool = False,
     ) -> None:
         super().__init__()
         for index in calendar_features:
@@ -90,8 +92,10 @@ class HybridModel(nn.Module):
         self.calendar_features = tuple(int(i) for i in calendar_features)
         check_heads(d_model, n_heads)
         check_bool("news_attention", news_attention)
+        check_bool("market_neutral", market_neutral)
         check_arg(not news_attention or news_dim > 0, "news_attention", news_attention,
                   "needs data with news (data.news.source)")
+        self.market_neutral = market_neutral
         check_int("lstm_layers", lstm_layers, 1)
         check_int("transformer_layers", transformer_layers, 0)
         check_int("ff_mult", ff_mult, 1)
@@ -129,6 +133,8 @@ class HybridModel(nn.Module):
         per_task = self.moe(embedding)
         horizons = zero_masked(self.horizons(per_task["horizons"]), mask)  # [B, A, n_horizons]
         position = zero_masked(torch.tanh(self.position_mix(horizons).squeeze(-1)), mask)
+        if self.market_neutral:
+            position = dollar_neutral(position, mask)
         heads = self.heads(per_task, mask)
         heads["horizons"] = horizons
         return Output(embedding, position, heads)

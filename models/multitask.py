@@ -50,6 +50,7 @@ class MultiTaskModel(nn.Module):
         positional: str = "sinusoidal",
         revin: bool = True,
         ffn: str = "gelu",
+        market_neutral: bool = False,
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
@@ -73,7 +74,7 @@ class MultiTaskModel(nn.Module):
         self.moe = (
             MixtureOfExperts(d_model, moe_experts, ("position",) + TASKS, ff_mult, dropout, ffn) if moe_experts else None
         )
-        self.position = PositionHead(d_model)
+        self.position = PositionHead(d_model, market_neutral)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,

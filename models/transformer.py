@@ -66,6 +66,7 @@ class TransformerModel(nn.Module):
         lead_lag: int = 0,
         groups: tuple[int, ...] = (),
         news_attention: bool = False,
+        market_neutral: bool = False,
     ) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
@@ -94,7 +95,7 @@ class TransformerModel(nn.Module):
             CrossAssetLayer(d_model, n_heads, ff_mult, dropout, ffn, n_groups) for _ in range(cross_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.position = PositionHead(d_model)
+        self.position = PositionHead(d_model, market_neutral)
         self.heads = TaskHeads(d_model, dropout, ffn)
 
     def forward(self, x: Tensor, asset_ids: Tensor, mask: Tensor, return_attention: bool = False,

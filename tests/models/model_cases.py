@@ -44,6 +44,12 @@ OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("transformer", {"news_attention": True, "lead_lag": 2, "groups": (0, 1, 0, 2, 1), "ffn": "swiglu"}),
     ("hybrid", {"news_attention": True}),
     ("hybrid", {"news_attention": True, "ffn": "kan", "revin": False}),
+    # a dollar-neutral book from every family
+    ("transformer", {"market_neutral": True}),
+    ("gnn", {"market_neutral": True}),
+    ("multitask", {"market_neutral": True}),
+    ("hybrid", {"market_neutral": True}),
+    ("cnn_lstm", {"market_neutral": True}),
 ]
 # every family at its defaults, then the option cases
 CASES: list[tuple[str, dict[str, Any]]] = [(family, {}) for family in models.FAMILIES] + OPTION_CASES

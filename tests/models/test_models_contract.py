@@ -101,6 +101,8 @@ def test_unknown_family_lists_the_valid_ones() -> None:
         ("transformer", {"groups": (0, -1, 1)}, "groups"),
         ("transformer", {"groups": "abc"}, "groups"),
         ("transformer", {"groups": (0, 1, 1), "cross_layers": 0}, "groups"),
+        ("gnn", {"market_neutral": "yes"}, "market_neutral"),
+        ("hybrid", {"market_neutral": 1}, "market_neutral"),
     ],
 )
 def test_bad_architecture_value_is_named(family: str, arch: dict, named: str) -> None:

@@ -1,5 +1,5 @@
 """Behaviour of the architecture options from the seed systems: the feed-forward kind (gelu,
-swiglu, kan), lead-lag attention and hierarchical (grouped) cross-asset attention."""
+swiglu, kan), lead-lag attention, hierarchical (grouped) cross-asset attention and the market-neutral book."""
 
 from __future__ import annotations
 
@@ -131,3 +131,22 @@ def test_groups_exchange_information_through_their_summaries() -> None:
         layer.group_out.bias.data.zero_()
     before, after = run(model, x, asset_ids, mask), run(model, changed, asset_ids, mask)
     torch.testing.assert_close(before.embedding[:, 2:], after.embedding[:, 2:])
+
+
+@pytest.mark.parametrize("family", ["transformer", "gnn", "multitask", "hybrid", "cnn_lstm"])
+def test_market_neutral_books_are_long_as_much_as_short(family: str) -> None:
+    """On every date the active assets' positions sum to 0, masked assets hold 0, and a model that
+    would otherwise hold a net position does so no more."""
+    x, asset_ids, mask = random_inputs()
+    torch.manual_seed(0)
+    neutral = build_small(family, market_neutral=True).eval()
+    torch.manual_seed(0)
+    plain = build_small(family).eval()
+    with torch.no_grad():
+        book, free = neutral(x, asset_ids, mask).position, plain(x, asset_ids, mask).position
+    assert torch.allclose(book.sum(dim=1), torch.zeros(B), atol=1e-6)
+    assert (book[~mask] == 0).all() and book.abs().max() <= 1.0
+    assert free.sum(dim=1).abs().max() > 1e-3  # the same weights without the option do hold a net position
+    # the same weights, demeaned over the active assets and halved
+    mean = free.sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True)
+    assert torch.allclose(book, torch.where(mask, (free - mean) / 2, 0.0), atol=1e-6)
