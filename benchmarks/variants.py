@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 BASE_ARCH = {"d_model": 32, "n_heads": 4, "cross_layers": 1, "dropout": 0.1, "revin": False}
+# the default features less those measuring the level of volatility (range, volatility, wavelet)
+NO_VOLATILITY_LEVELS = ["log_return", "intraday_return", "overnight_return", "mean_return", "momentum", "volume_z",
+                        "return_x_volume", "rsi", "macd"]
 GROUPS = {
     "ffn": {"ffn=gelu": {"arch": {"ffn": "gelu"}}, "ffn=swiglu": {"arch": {"ffn": "swiglu"}},
             "ffn=kan": {"arch": {"ffn": "kan"}}},
@@ -35,9 +38,9 @@ GROUPS = {
     "neutral": {"neutral off": {}, "neutral on": {"arch": {"market_neutral": True}}},
     "features": {"all features": {"arch": {"market_neutral": True}},
                  "no vol levels": {"arch": {"market_neutral": True},
-                                   "features": {"names": ["log_return", "intraday_return", "overnight_return",
-                                                          "mean_return", "momentum", "volume_z", "return_x_volume",
-                                                          "rsi", "macd"]}}},
+                                   "features": {"names": NO_VOLATILITY_LEVELS}}},
+    "risk": {"risk none": {}, "risk one_factor": {"risk": {"model": "one_factor"}},
+             "one_factor, no vol levels": {"risk": {"model": "one_factor"}, "features": {"names": NO_VOLATILITY_LEVELS}}},
     "pretrain": {"pretrain off": {}, "pretrain on": {"pretrain": {"epochs": 3, "augment": "both"}}},
 }
 
@@ -71,7 +74,8 @@ def main() -> None:
 
 
 def run_one(change: dict, market: int, seed: int, days: int, epochs: int) -> dict:
-    from quantray.config import (DataConfig, FeatureConfig, LossWeights, ModelConfig, NewsConfig, OptimConfig, PretrainConfig,
+    from quantray.config import (DataConfig, FeatureConfig, LossWeights, ModelConfig, NewsConfig, OptimConfig,
+                                 PretrainConfig, RiskConfig,
                                  SplitConfig, TrainConfig)
     from quantray.data.pipeline import prepare
     from quantray.ensemble.build import backtest_block
@@ -82,7 +86,8 @@ def run_one(change: dict, market: int, seed: int, days: int, epochs: int) -> dic
     data = DataConfig(source=f"synthetic:days={days},signal=2,seed={market}", lookback=32, horizon=5, cost_bps=2.0,
                       splits=SplitConfig(stop_fraction=0.1, val_fraction=0.15, test_fraction=0.2, embargo=5),
                       news=NewsConfig(**change.get("news", {})),
-                      features=FeatureConfig(**{k: tuple(v) for k, v in change.get("features", {}).items()}))
+                      features=FeatureConfig(**{k: tuple(v) for k, v in change.get("features", {}).items()}),
+                      risk=RiskConfig(**change.get("risk", {})))
     config = TrainConfig(
         data=data, model=ModelConfig(family="transformer", arch={**BASE_ARCH, **change.get("arch", {})}),
         loss=LossWeights(sharpe=1.0, direction=0.1, volatility=0.1, volume=0.0, regime=0.0),

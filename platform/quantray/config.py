@@ -104,6 +104,25 @@ def parse_duration(text: str, *, key: str) -> tuple[float, str]:
     return float(match[1]), match[2]
 
 
+RISK_MODELS: tuple[str, ...] = ("none", "one_factor")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """The risk model between a model's views and the positions it trades (quantray.data.risk)."""
+
+    # none: the position is the model's output; one_factor: Σ⁻¹·view, Σ an EWMA one-factor
+    # covariance (beta to the equal-weight market + idiosyncratic variance) known at each date
+    model: str = "none"
+    halflife: float = 20.0  # bars, of the EWMA moments
+
+    def __post_init__(self) -> None:
+        if self.model not in RISK_MODELS:
+            raise BadInput(f"data.risk.model: expected one of {', '.join(RISK_MODELS)}, got {self.model!r}")
+        if not self.halflife > 0:
+            raise BadInput(f"data.risk.halflife: must be > 0 bars, got {self.halflife!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     source: str = "synthetic"
@@ -119,6 +138,7 @@ class DataConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
     fold: int = 0  # the walk-forward fold (of splits.folds) a run trains and validates on; 0 = the latest
     news: NewsConfig = field(default_factory=NewsConfig)  # off by default
+    risk: RiskConfig = field(default_factory=RiskConfig)  # off by default
 
     def __post_init__(self) -> None:
         if isinstance(self.horizon, str):

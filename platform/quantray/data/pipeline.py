@@ -36,6 +36,7 @@ from quantray.data.news import (
     training_bars,
 )
 from quantray.data.panel import Panel, check_history, duration_in_bars, select_assets
+from quantray.data.risk import RiskArrays, build_risk
 from quantray.data.sources import load_panel
 from quantray.data.splits import Split, split_dates
 from quantray.data.windows import Windows
@@ -95,7 +96,7 @@ class DataPipeline:
         if dates_idx is None:
             dates_idx = np.arange(self.lookback - 1, panel.n_dates)
         return Windows(features.values, build_labels(panel, self.config.horizon), features.valid,
-                       self.lookback, dates_idx, self.news_tokens(panel))
+                       self.lookback, dates_idx, self.news_tokens(panel), build_risk(panel, self.config.risk))
 
     def news_tokens(self, panel: Panel, daily: DailyNews | None = None) -> NewsTokens | None:
         """The embedded news of `panel`'s bars (read from the configured source unless `daily` is
@@ -212,6 +213,7 @@ class Prepared:
     labels: Labels
     splits: list[Split]
     news: DailyNews | None = None  # the aligned news, when the config has a news source
+    risk: RiskArrays | None = None  # the risk model (data.risk), when the config has one
     _pipelines: dict[int, DataPipeline] = field(default_factory=dict, repr=False, compare=False)
     _features: dict[int, Features] = field(default_factory=dict, repr=False, compare=False)
     _news_tokens: dict[int, NewsTokens] = field(default_factory=dict, repr=False, compare=False)
@@ -257,7 +259,7 @@ class Prepared:
         features = self.fold_features(fold)
         dates = getattr(self.splits[fold], part)
         return Windows(features.values, self.labels, features.valid, self.config.lookback, dates,
-                       self.news_tokens(fold))
+                       self.news_tokens(fold), self.risk)
 
     def news_tokens(self, fold: int = 0) -> NewsTokens | None:
         """The news as fold `fold`'s pipeline embeds it (None without news)."""
@@ -284,4 +286,5 @@ def prepare(cfg: DataConfig = DataConfig()) -> Prepared:
     check_history(panel, cfg.lookback)
     raw = build_features(panel, cfg.features)
     news = daily_news(cfg, panel) if cfg.news.enabled else None
-    return Prepared(cfg, panel, raw, build_labels(panel, cfg.horizon), sample_splits(cfg, raw.valid), news)
+    return Prepared(cfg, panel, raw, build_labels(panel, cfg.horizon), sample_splits(cfg, raw.valid), news,
+                    build_risk(panel, cfg.risk))

@@ -16,6 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from quantray.data.labels import Labels
 from quantray.data.news import NewsTokens
+from quantray.data.risk import RiskArrays
 
 if TYPE_CHECKING:
     import ray.data
@@ -25,10 +26,11 @@ FLOAT_LABELS: tuple[str, ...] = ("next_return", "fwd_return", "volatility", "vol
 
 class Windows:
     """Sample dates `dates_idx` over features [T, A, F]; `mask` [T, A] marks valid feature rows;
-    `news` (when the data has news) adds `news [B, N, E]` and `news_mask [B, N]` to every batch."""
+    `news` (when the data has news) adds `news [B, N, E]` and `news_mask [B, N]` to every batch;
+    `risk` (a risk model, `data.risk`) adds `beta [B, A]`, `idio_var [B, A]` and `market_var [B]`."""
 
     def __init__(self, features: np.ndarray, labels: Labels, mask: np.ndarray, lookback: int,
-                 dates_idx: np.ndarray, news: NewsTokens | None = None) -> None:
+                 dates_idx: np.ndarray, news: NewsTokens | None = None, risk: RiskArrays | None = None) -> None:
         T, A, _ = features.shape
         dates_idx = np.asarray(dates_idx, dtype=np.int64)
         if lookback < 1 or mask.shape != (T, A) or labels.next_return.shape != (T, A):
@@ -41,6 +43,9 @@ class Windows:
         if news is not None and news.values.shape[0] != T:
             raise ValueError(f"windows: news covers {news.values.shape[0]} dates, features {T}")
         self.news = news
+        if risk is not None and risk.beta.shape != (T, A):
+            raise ValueError(f"windows: the risk model covers {risk.beta.shape}, features {(T, A)}")
+        self.risk = risk
         # [T-L+1, A, L, F], a view: window i covers rows i..i+L-1 and belongs to date i+L-1
         self.view = sliding_window_view(features, lookback, axis=0).transpose(0, 1, 3, 2)
 
@@ -49,7 +54,7 @@ class Windows:
 
     def __reduce__(self) -> tuple:
         # Pickle the base arrays, not the view (pickling a view would materialize every window).
-        return (Windows, (self.features, self.labels, self.mask, self.lookback, self.dates_idx, self.news))
+        return (Windows, (self.features, self.labels, self.mask, self.lookback, self.dates_idx, self.news, self.risk))
 
     @property
     def n_assets(self) -> int:
@@ -61,7 +66,7 @@ class Windows:
 
     def at(self, dates_idx: np.ndarray) -> "Windows":
         """The same features and labels, sampled at other dates."""
-        return Windows(self.features, self.labels, self.mask, self.lookback, dates_idx, self.news)
+        return Windows(self.features, self.labels, self.mask, self.lookback, dates_idx, self.news, self.risk)
 
     def batch(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
         """The samples at positions `rows` of `dates_idx`."""
@@ -88,6 +93,8 @@ class Windows:
             out[name] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
         if self.news is not None:
             out["news"], out["news_mask"] = self.news.gather(t)
+        if self.risk is not None:
+            out["beta"], out["idio_var"], out["market_var"] = self.risk.beta[t], self.risk.idio_var[t], self.risk.market_var[t]
         return out
 
     def _gather_x(self, t: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from quantray.data.panel import Panel
+from quantray.data.risk import RiskArrays
 from quantray.data.windows import Windows
 from quantray.ensemble.fusion import FusionOutput
 from quantray.errors import BadInput
@@ -62,8 +63,11 @@ def stack_windows(parts: list[Windows]) -> Windows:
     first = parts[0].labels
     labels = replace(first, **{f.name: np.concatenate([getattr(w.labels, f.name) for w in parts])
                                for f in fields(first) if f.name != "horizon"})
+    risk = None
+    if parts[0].risk is not None:  # per-date rows, so concatenated they are each part's own
+        risk = RiskArrays(*(np.concatenate([getattr(w.risk, f.name) for w in parts]) for f in fields(RiskArrays)))
     return Windows(np.concatenate([w.features for w in parts]), labels, np.concatenate([w.mask for w in parts]),
-                   parts[0].lookback, np.concatenate([w.dates_idx + o for w, o in zip(parts, offsets)]))
+                   parts[0].lookback, np.concatenate([w.dates_idx + o for w, o in zip(parts, offsets)]), risk=risk)
 
 
 def infer(jobs: list[Job]) -> list[FusionOutput]:

@@ -1,6 +1,6 @@
 """Batches gathered on the training device from device-resident features and labels.
 
-`DeviceWindows` copies a `Windows`' base arrays (features [T, A, F], mask, labels, news) to the
+`DeviceWindows` copies a `Windows`' base arrays (features [T, A, F], mask, labels, news, risk) to the
 device once; a batch is then an index gather there, so a GPU run copies no window from the host
 per step (on a CPU the tensors share the numpy memory). It yields exactly what `Windows.gather`
 yields, as tensors with the dtypes the models and the objective expect.
@@ -33,6 +33,9 @@ class DeviceWindows:
         self.news = None if news is None else (self._tensor(news.values, torch.float32),
                                                self._tensor(news.present, torch.bool))
         self.news_steps = None if news is None else torch.arange(-news.window + 1, 1, device=self.device)
+        risk = windows.risk
+        self.risk = None if risk is None else {name: self._tensor(getattr(risk, name), torch.float32)
+                                               for name in ("beta", "idio_var", "market_var")}
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(array), device=self.device).to(dtype)
@@ -60,6 +63,8 @@ class DeviceWindows:
         out.update({name: values[t] for name, values in self.floats.items()})
         if self.news is not None:
             out["news"], out["news_mask"] = self._gather_news(t)
+        if self.risk is not None:
+            out.update({name: values[t] for name, values in self.risk.items()})
         return out
 
     def _gather_news(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -243,9 +243,13 @@ def autocast(config: TrainConfig, device: str) -> "torch.autocast":
 
 
 def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], return_attention: bool = False):
-    """The model's Output on a batch of tensors; the news tokens go in when the data has them."""
-    return model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
-                 news=tensors.get("news"), news_mask=tensors.get("news_mask"))
+    """The model's Output on a batch of tensors, its position what the model trades: the news
+    tokens go in and the risk model applies (`train.risk`) when the data has them."""
+    from quantray.train.risk import risk_positions  # lazy: imports torch
+
+    out = model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
+                news=tensors.get("news"), news_mask=tensors.get("news_mask"))
+    return out._replace(position=risk_positions(out.position, tensors))
 
 
 def consecutive_batches(n_samples: int, batch_dates: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
