@@ -1,5 +1,7 @@
 """Real members for the ensemble and registry tests: small models trained for a few steps on a
-small synthetic panel and saved with save_checkpoint, the way a search leaves them."""
+small synthetic panel and saved with save_checkpoint, the way a search leaves them. The data has a
+risk model, so the fusion, the artifact, the pyfunc and the server are all tested trading the
+book the members were trained on."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from quantray.config import DataConfig, FeatureConfig, ModelConfig, OptimConfig, SplitConfig, TrainConfig
+from quantray.config import DataConfig, FeatureConfig, ModelConfig, OptimConfig, RiskConfig, SplitConfig, TrainConfig
 from quantray.data.pipeline import Prepared, prepare
 from quantray.train.checkpoint import build_model, save_checkpoint
 from quantray.train.batches import DeviceWindows
-from quantray.train.loop import consecutive_batches, evaluate
+from quantray.train.loop import consecutive_batches, evaluate, run_batch
 from quantray.train.losses import objective
 
 DATA = DataConfig(
@@ -24,6 +26,7 @@ DATA = DataConfig(
     cost_bps=5.0,
     features=FeatureConfig(names=("log_return", "range", "volatility", "rsi"), norm_window=64),
     splits=SplitConfig(val_fraction=0.25, test_fraction=0.2, embargo=3),
+    risk=RiskConfig(model="one_factor"),
 )
 MEMBERS: list[tuple[str, dict[str, Any]]] = [
     ("transformer", {"d_model": 8, "n_heads": 2, "dropout": 0.0}),
@@ -47,7 +50,7 @@ def train_member(prepared: Prepared, family: str, arch: dict[str, Any], seed: in
         if step == steps:
             break
         batch = DeviceWindows(train, "cpu").batch(rows)
-        loss, _ = objective(model(batch["x"], batch["asset_ids"], batch["mask"]), batch, config.loss, data.cost_bps)
+        loss, _ = objective(run_batch(model, batch), batch, config.loss, data.cost_bps)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

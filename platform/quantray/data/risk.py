@@ -6,7 +6,7 @@ mean of the assets' returns) plus an idiosyncratic part, with exponentially weig
 positions are then Σ⁻¹·view (quantray.train.risk), the mean-variance portfolio of the views: long
 and short legs hedge each other's market exposure in proportion to their betas, and the market
 itself is held in proportion to how calm it is. On the planted-signal market, the oracle's own
-expected returns through this model reach 0.9-1.0 of the oracle's Sharpe, against 0.4-0.7 for
+expected returns through this model reach 0.86-1.03 of the oracle's Sharpe, against 0.37-0.66 for
 the same views without it (`benchmarks/hedging.py`, docs/models.md).
 """
 

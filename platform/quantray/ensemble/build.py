@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from quantray.data.panel import Panel, bars_per_year
 from quantray.data.pipeline import DataPipeline, Prepared
@@ -29,6 +30,7 @@ from quantray.ensemble.artifact import Ensemble, save_ensemble
 from quantray.ensemble.fusion import FusionConfig, block_labels, fit_fusion
 from quantray.ensemble.select import load_val_returns, select_members, usable
 from quantray.errors import BadInput
+from quantray.train.risk import risk_positions
 from quantray.evaluate.backtest import (
     BacktestResult,
     equal_weight,
@@ -103,10 +105,16 @@ def backtest_on_test(ensemble: Ensemble, prepared: Prepared, fold: int = 0
 
 def ridge_baseline(prepared: Prepared, fold: int, dates_idx: np.ndarray) -> np.ndarray:
     """A ridge regression of the next return on the same (scaled) features, fit on the fold's
-    training dates: is the deep model worth it?"""
+    training dates, its views through the same risk model as the members when the data has one:
+    is the deep model worth it?"""
     features = prepared.fold_features(fold)
-    return ridge_positions(features.values, features.valid, prepared.labels.next_return,
-                           prepared.splits[fold].train, dates_idx)
+    views = ridge_positions(features.values, features.valid, prepared.labels.next_return,
+                            prepared.splits[fold].train, dates_idx)
+    if prepared.risk is None:
+        return views
+    batch = prepared.windows("test", fold).gather(dates_idx)
+    risk = {key: torch.as_tensor(batch[key]) for key in ("mask", "beta", "idio_var", "market_var")}
+    return risk_positions(torch.as_tensor(views, dtype=torch.float32), risk).numpy()
 
 
 def save_ensemble_outputs(out: Path, ensemble: Ensemble, result: BacktestResult, metrics: dict[str, float]) -> None:
