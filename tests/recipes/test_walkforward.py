@@ -27,6 +27,7 @@ data:
   cost_bps: 2.0
   features: {{names: [log_return, range, mean_return, volatility], windows: [5, 10], norm_window: 60}}
   splits: {{val_fraction: 0.15, embargo: 2}}
+  risk: {{model: one_factor, halflife: 10}}  # the risk model's moments are causal too
 model:
   family: transformer
   arch: {{d_model: {{choice: [8, 12]}}, n_heads: 2, cross_layers: 1, dropout: 0.0}}
