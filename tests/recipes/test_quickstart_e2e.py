@@ -3,7 +3,7 @@ promotion) in a fresh folder, then a prediction from another process. On the pla
 the stitched out-of-sample ensemble beats every baseline with significance and the registry's
 champion follows the gate decision; on a market without signal the gates refuse.
 
-Cost (2 CPUs, measured): 6 to 10 minutes for the demo, about 3 for the market without signal.
+Cost (2 CPUs, measured): 8 to 10 minutes for the demo, about 3 for the market without signal.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_the_demo_end_to_end_then_predict_from_a_fresh_process(tmp_path: Path) -
     assert re.search(r"^walk-forward .*refit mode, 4 folds", out, re.MULTILINE)
 
     # the stitched out-of-sample record beats every baseline, with significance before deflation
-    # (measured: 1.70 against momentum's 1.24, the best baseline, and the oracle's 3.67; PSR 1.000)
+    # (measured: 1.55 against momentum's 1.24, the best baseline, and the oracle's 3.67; PSR 1.000)
     sharpe = stitched_row(out)
     psr = float(re.search(r"PSR (\S+)", out).group(1))
     assert sharpe["ensemble"] > max(sharpe[name] for name in ("equal wt", "vol target", "tsmom", "ridge")), out[-2500:]

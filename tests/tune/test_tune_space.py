@@ -13,7 +13,8 @@ from quantray.errors import BadInput
 from quantray.tune.space import load_space
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((ROOT / "search_spaces").rglob("*.yaml"))
+# every space in the repo: the shipped ones and the benchmarks' own
+SHIPPED = sorted([*(ROOT / "search_spaces").rglob("*.yaml"), *(ROOT / "benchmarks").rglob("*.yaml")])
 
 GOOD = """
 name: tiny
