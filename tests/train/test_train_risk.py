@@ -65,6 +65,17 @@ def test_without_a_risk_model_or_correlation_the_views_are_the_positions() -> No
     torch.testing.assert_close(risk_positions(view, flat), view)
 
 
+def test_a_lone_asset_trades_its_view() -> None:
+    """With one active asset (a one-asset universe, or the only one trading that date) there is
+    nothing to hedge against: its own variance is all market, and the book is the view."""
+    batch = random_risk(B=3, A=4)
+    batch["mask"] = torch.tensor([[True, False, False, False], [False, False, True, False], [True, True, False, False]])
+    view = torch.where(batch["mask"], torch.tensor([[0.4, 0.0, 0.0, 0.0], [0.0, 0.0, -0.7, 0.0], [0.3, 0.2, 0.0, 0.0]]), 0.0)
+    position = risk_positions(view, batch)
+    torch.testing.assert_close(position[:2], view[:2])
+    assert not torch.allclose(position[2], view[2])  # two assets: hedged against each other
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
     data = prepare(RISK_DATA)

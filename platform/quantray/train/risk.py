@@ -20,7 +20,8 @@ def risk_positions(view: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
 
     Σ = market_var · ββ' + diag(idio_var) over the active assets (Sherman-Morrison, no A x A
     matrix); s = the mean idiosyncratic variance of the date's active assets, so uncorrelated
-    assets of equal variance keep their view. Masked assets hold 0."""
+    assets of equal variance keep their view. A date with a single active asset trades its view:
+    that asset is the whole market, with nothing to hedge it against. Masked assets hold 0."""
     if "beta" not in batch:
         return view
     mask = batch["mask"]
@@ -32,4 +33,5 @@ def risk_positions(view: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
     active = mask.sum(dim=-1).clamp(min=1)
     scale = torch.where(mask, idio, 0.0).sum(dim=-1) / active
     position = (weighted - beta / idio * hedge[:, None]) * scale[:, None]
+    position = torch.where(mask.sum(dim=-1, keepdim=True) == 1, view.float(), position)
     return torch.where(mask, position.clamp(-1.0, 1.0), 0.0).to(view.dtype)
