@@ -43,10 +43,10 @@ from quantray.models.blocks import (
     TaskHeads,
     check_arg,
     check_bool,
-    dollar_neutral,
     check_dropout,
     check_heads,
     check_int,
+    dollar_neutral,
     multihead_attention,
     zero_masked,
 )

@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from quantray.data.labels import Labels
 from quantray.data.news import NewsTokens
-from quantray.data.risk import RiskArrays
+from quantray.data.risk import RISK_KEYS, RiskArrays
 
 if TYPE_CHECKING:
     import ray.data
@@ -94,7 +94,7 @@ class Windows:
         if self.news is not None:
             out["news"], out["news_mask"] = self.news.gather(t)
         if self.risk is not None:
-            out["beta"], out["idio_var"], out["market_var"] = self.risk.beta[t], self.risk.idio_var[t], self.risk.market_var[t]
+            out.update({name: getattr(self.risk, name)[t] for name in RISK_KEYS})
         return out
 
     def _gather_x(self, t: np.ndarray) -> np.ndarray:

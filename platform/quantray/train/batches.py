@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from quantray.data.risk import RISK_KEYS
 from quantray.data.windows import FLOAT_LABELS, Windows
 
 
@@ -35,7 +36,7 @@ class DeviceWindows:
         self.news_steps = None if news is None else torch.arange(-news.window + 1, 1, device=self.device)
         risk = windows.risk
         self.risk = None if risk is None else {name: self._tensor(getattr(risk, name), torch.float32)
-                                               for name in ("beta", "idio_var", "market_var")}
+                                               for name in RISK_KEYS}
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(array), device=self.device).to(dtype)

@@ -46,7 +46,7 @@ def run_model(
     through the data's risk model when it has one (`train.risk`), as in training."""
     import torch
 
-    from quantray.train.risk import risk_positions  # lazy: imports torch
+    from quantray.train.risk import risk_inputs, risk_positions  # lazy: imports torch
 
     model.eval()
     positions, embeds, attn_sum, attn_n = [], [], None, 0
@@ -62,9 +62,7 @@ def run_model(
                 news=None if news is None else torch.as_tensor(news, device=device),
                 news_mask=None if news is None else torch.as_tensor(batch["news_mask"], device=device),
             )
-            risk = {key: torch.as_tensor(batch[key], device=device)
-                    for key in ("mask", "beta", "idio_var", "market_var") if key in batch}
-            positions.append(risk_positions(out.position, risk)[:n_real].float().cpu().numpy())
+            positions.append(risk_positions(out.position, risk_inputs(batch, device))[:n_real].float().cpu().numpy())
             if embeddings:
                 embeds.append(out.embedding[:n_real].float().cpu().numpy())
             if attention and out.attention is not None:

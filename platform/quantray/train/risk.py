@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from quantray.data.risk import RISK_KEYS
+
 MIN_VARIANCE = 1e-12  # a floor under the variances the transform divides by
+
+
+def risk_inputs(batch: Mapping[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """What `risk_positions` reads of a numpy batch (`Windows.gather`), as tensors on `device`."""
+    return {key: torch.as_tensor(batch[key], device=device) for key in ("mask", *RISK_KEYS) if key in batch}
 
 
 def risk_positions(view: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
