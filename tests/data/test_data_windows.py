@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from quantray.config import DataConfig, FeatureConfig, SplitConfig
+from quantray.config import DataConfig, FeatureConfig, NewsConfig, RiskConfig, SplitConfig
 from quantray.data.pipeline import prepare
-from quantray.data.windows import Windows, ray_dataset, shard_dates
+from quantray.data.windows import Windows, ray_dataset, shard_dates, stack_windows
 
 CFG = DataConfig(source="synthetic:assets=4,days=500,seed=2", lookback=16, horizon=3,
                  features=FeatureConfig(norm_window=60))
@@ -112,3 +112,25 @@ def test_ray_dataset_shards_give_the_same_arrays_as_batch(prepared):
             np.testing.assert_array_equal(np.concatenate(got[key])[order], value, err_msg=key)
     finally:
         ray.shutdown()
+
+
+def test_stacked_blocks_give_each_sample_its_own_blocks_batch():
+    # the server stacks the windows of queued requests into one block: every sample's batch (its
+    # features, risk, and news, whose window here reaches further back than the lookback) must be
+    # the one its own request gives, never rows of the request stacked before it
+    config = DataConfig(source="synthetic:assets=4,days=500,seed=2", lookback=16, horizon=3,
+                        features=FeatureConfig(norm_window=60), risk=RiskConfig(model="one_factor"),
+                        news=NewsConfig(source="synthetic:seed=2,informed=0.5", dim=16, window=24))
+    prepared = prepare(config)
+    pipeline = prepared.pipeline()
+    parts = [pipeline.windows(prepared.panel.head(n)) for n in (300, 180, 420)]
+    stacked = stack_windows(parts)
+    assert len(stacked) == sum(len(w) for w in parts)
+    start = 0
+    for part in parts:
+        rows = np.arange(start, start + len(part))
+        want, got = part.batch(np.arange(len(part))), stacked.batch(rows)
+        assert set(got) == set(want) and {"news", "news_mask", "beta"} <= set(got)
+        for key in set(want) - {"date_idx"}:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        start += len(part)

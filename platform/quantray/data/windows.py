@@ -9,6 +9,7 @@ the object store.
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
@@ -105,6 +106,38 @@ class Windows:
         for b, start in enumerate(t - self.lookback + 1):
             x[b] = self.view[start]
         return x
+
+
+def stack_windows(parts: list[Windows]) -> Windows:
+    """Several blocks of windows (each over its own features) as one, in order, each sample's
+    batch the same as in its own block. Each sample date lies at least lookback-1 rows into its
+    own block, so no feature window spans two blocks; a news window may reach further back than
+    the lookback, so with news the blocks are separated by `news.window` rows without news (as
+    the rows before a block's start are, in the block itself)."""
+    if len(parts) == 1:
+        return parts[0]
+    gap = parts[0].news.window if parts[0].news is not None else 0
+
+    def joined(arrays: list[np.ndarray], blank: bool = False) -> np.ndarray:
+        # each block, then `gap` copies of its first row (blank: False), never a sample's own row
+        pieces = []
+        for a in arrays:
+            pad = np.zeros_like(a[:1]) if blank else a[:1]
+            pieces += [a, np.repeat(pad, gap, axis=0)]
+        return np.concatenate(pieces[:-1])
+
+    offsets = np.cumsum([0] + [len(w.features) + gap for w in parts[:-1]])
+    first = parts[0].labels
+    labels = replace(first, **{f.name: joined([getattr(w.labels, f.name) for w in parts])
+                               for f in fields(first) if f.name != "horizon"})
+    news = risk = None
+    if parts[0].news is not None:
+        news = NewsTokens(joined([w.news.values for w in parts]), joined([w.news.present for w in parts], blank=True),
+                          parts[0].news.window)
+    if parts[0].risk is not None:  # per-date rows, so joined they are each block's own
+        risk = RiskArrays(*(joined([getattr(w.risk, f.name) for w in parts]) for f in fields(RiskArrays)))
+    return Windows(joined([w.features for w in parts]), labels, joined([w.mask for w in parts], blank=True),
+                   parts[0].lookback, np.concatenate([w.dates_idx + o for w, o in zip(parts, offsets)]), news, risk)
 
 
 def ray_dataset(windows: Windows) -> ray.data.Dataset:

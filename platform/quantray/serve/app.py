@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from quantray.data.panel import Panel
-from quantray.data.risk import RiskArrays
-from quantray.data.windows import Windows
+from quantray.data.windows import Windows, stack_windows
 from quantray.ensemble.fusion import FusionOutput
 from quantray.errors import BadInput
 from quantray.serve.history import append_bar, empty_history
@@ -52,22 +51,6 @@ class Job:
     live: LiveModel
     windows: Windows
     embeddings: bool
-
-
-def stack_windows(parts: list[Windows]) -> Windows:
-    """Several blocks of windows as one, in order. Each part's rows follow the previous part's and
-    each sample date lies at least lookback-1 rows into its own part, so no window spans two parts."""
-    if len(parts) == 1:
-        return parts[0]
-    offsets = np.cumsum([0] + [len(w.features) for w in parts[:-1]])
-    first = parts[0].labels
-    labels = replace(first, **{f.name: np.concatenate([getattr(w.labels, f.name) for w in parts])
-                               for f in fields(first) if f.name != "horizon"})
-    risk = None
-    if parts[0].risk is not None:  # per-date rows, so concatenated they are each part's own
-        risk = RiskArrays(*(np.concatenate([getattr(w.risk, f.name) for w in parts]) for f in fields(RiskArrays)))
-    return Windows(np.concatenate([w.features for w in parts]), labels, np.concatenate([w.mask for w in parts]),
-                   parts[0].lookback, np.concatenate([w.dates_idx + o for w, o in zip(parts, offsets)]), risk=risk)
 
 
 def infer(jobs: list[Job]) -> list[FusionOutput]:
