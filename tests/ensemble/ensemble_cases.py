@@ -16,7 +16,8 @@ from quantray.config import DataConfig, FeatureConfig, ModelConfig, OptimConfig,
 from quantray.data.pipeline import Prepared, prepare
 from quantray.train.checkpoint import build_model, save_checkpoint
 from quantray.train.batches import DeviceWindows
-from quantray.train.loop import consecutive_batches, evaluate, run_batch
+from quantray.train.inference import run_batch
+from quantray.train.loop import consecutive_batches, evaluate
 from quantray.train.losses import objective
 
 DATA = DataConfig(

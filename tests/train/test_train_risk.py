@@ -15,7 +15,8 @@ from quantray.data.pipeline import prepare
 from quantray.train.batches import DeviceWindows
 from quantray.train.checkpoint import load_checkpoint
 from quantray.train.inference import run_model
-from quantray.train.loop import BEST_DIR, evaluate, run_batch
+from quantray.train.inference import run_batch
+from quantray.train.loop import BEST_DIR, evaluate
 from quantray.train.risk import risk_positions
 
 from tests.train.test_train_loop import CONFIG, DATA, train

@@ -30,7 +30,8 @@ from quantray.ensemble.artifact import Ensemble, save_ensemble
 from quantray.ensemble.fusion import FusionConfig, block_labels, fit_fusion
 from quantray.ensemble.select import load_val_returns, select_members, usable
 from quantray.errors import BadInput
-from quantray.train.risk import risk_inputs, risk_positions
+from quantray.train.inference import batch_tensors
+from quantray.train.risk import risk_positions
 from quantray.evaluate.backtest import (
     BacktestResult,
     equal_weight,
@@ -112,7 +113,7 @@ def ridge_baseline(prepared: Prepared, fold: int, dates_idx: np.ndarray) -> np.n
                             prepared.splits[fold].train, dates_idx)
     if prepared.risk is None:
         return views
-    risk = risk_inputs(prepared.windows("test", fold).gather(dates_idx))
+    risk = batch_tensors(prepared.windows("test", fold).gather(dates_idx))
     return risk_positions(torch.as_tensor(views, dtype=torch.float32), risk).numpy()
 
 

@@ -7,7 +7,8 @@ test block:
 
 - search mode (the reference): a fresh search on the fold's training and validation blocks;
 - refit mode: one search on the earliest fold; each later fold retrains that search's `top_k`
-  best configurations on its own, longer, training block;
+  best configurations on its own, longer, training block (all folds' refits in one pool of Ray
+  tasks, as many at once as the search ran trials);
 
 then the fold's members are selected and fused on its own validation block (each run's epoch was
 chosen before, on the early-stopping block at the end of its training history) and its ensemble
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from quantray.config import TrainConfig, resolve, to_dict
+from quantray.config import DataConfig, TrainConfig, resolve, to_dict
 from quantray.data.pipeline import Prepared, prepare
 from quantray.ensemble.build import (
     backtest_block,
@@ -163,7 +164,7 @@ def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardO
                                tags={"quantray.kind": "walkforward", "quantray.space": str(space.path)})
     folds: list[FoldResult] = []
     search_histories: dict[str, list[float]] = {}
-    best_configs: list[tuple[str, dict[str, Any]]] = []  # refit: the first search's best, by id
+    refits: dict[int, tuple[dict[str, dict[str, Any]], list[TrialRecord]]] = {}  # refit: the later folds'
     for index, split_fold in enumerate(reversed(range(plan.folds))):  # the earliest test block first
         fold_data = dataclasses.replace(data, fold=split_fold)
         fold_run = client.create_run(parent.info.experiment_id, run_name=f"{experiment}-fold{index}",
@@ -177,14 +178,15 @@ def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardO
             records = load_trials(summary.experiment, storage).records
             configs = {r.trial_id: to_dict(fold_space.resolve(r.params)) for r in records}
             search_histories[f"fold {index}"] = [r.val_sharpe for r in records]
-            if index == 0:
-                best_configs = [(r.trial_id, configs[r.trial_id]) for r in _ranked(records)[:plan.top_k]]
+            if plan.mode == "refit" and plan.folds > 1:
+                best = {r.trial_id: configs[r.trial_id] for r in _ranked(records)[:plan.top_k]}
+                say(f"== folds 1-{plan.folds - 1}: refit {len(best)} configurations on each fold's dates "
+                    f"({len(best) * (plan.folds - 1)} trainings, {space.budget.concurrency} at a time)")
+                refits = _refit_later_folds(best, data, plan.folds, storage / experiment, space.budget.concurrency)
         else:
-            say(f"== fold {index}: refit {len(best_configs)} configurations on the dates before "
+            configs, records = refits[index]
+            say(f"== fold {index}: {len(records)} refits on the dates before "
                 f"{prepared.panel.dates[prepared.splits[split_fold].test[0]]}")
-            configs = {tid: to_dict(dataclasses.replace(_train_config(config), data=fold_data))
-                       for tid, config in best_configs}
-            records = _refit(configs, storage / experiment / f"fold{index}", space.budget.concurrency)
         fold = _fold_result(index, split_fold, records, configs, prepared, plan, options.method, fusion)
         _log_fold(client, fold_run.info.run_id, fold)
         folds.append(fold)
@@ -233,18 +235,29 @@ def _train_config(config: dict[str, Any]) -> TrainConfig:
 
 # ---- refits ---------------------------------------------------------------------------------------
 
-def _refit(configs: dict[str, dict[str, Any]], root: Path, concurrency: int) -> list[TrialRecord]:
-    """Train every configuration on its fold's data in parallel Ray tasks (seeded: the same every time)."""
+def _refit_later_folds(best: dict[str, dict[str, Any]], data: DataConfig, n_folds: int, root: Path,
+                       concurrency: int) -> dict[int, tuple[dict[str, dict[str, Any]], list[TrialRecord]]]:
+    """Each later fold's configurations (the first search's `best`, on the fold's data) and their
+    refits. All folds' refits share one pool of Ray tasks, at most `concurrency` at once, the next
+    starting as soon as one ends; each is seeded and trains on one CPU, so its result is the same
+    whatever runs beside it."""
     import ray  # lazy: only a running walk-forward needs it
 
+    folds = {index: {tid: to_dict(dataclasses.replace(_train_config(config),
+                                                      data=dataclasses.replace(data, fold=n_folds - 1 - index)))
+                     for tid, config in best.items()}
+             for index in range(1, n_folds)}  # fold index i tests the i-th block from the earliest
     task = ray.remote(num_cpus=1)(_refit_one)
-    pending, records = list(configs.items()), {}
-    while pending:  # at most `concurrency` at once, like the search's generations
-        batch, pending = pending[:concurrency], pending[concurrency:]
-        for tid, record in zip([t for t, _ in batch],
-                               ray.get([task.remote(tid, config, str(root / tid)) for tid, config in batch])):
-            records[tid] = record
-    return [records[tid] for tid in configs]
+    pending = [(index, tid, config) for index, configs in folds.items() for tid, config in configs.items()]
+    running: dict[Any, tuple[int, str]] = {}
+    records: dict[tuple[int, str], TrialRecord] = {}
+    while pending or running:
+        while pending and len(running) < concurrency:
+            index, tid, config = pending.pop(0)
+            running[task.remote(tid, config, str(root / f"fold{index}" / tid))] = (index, tid)
+        done, _ = ray.wait(list(running), num_returns=1)
+        records[running.pop(done[0])] = ray.get(done[0])
+    return {index: (configs, [records[(index, tid)] for tid in configs]) for index, configs in folds.items()}
 
 
 def _refit_one(trial_id: str, config_dict: dict[str, Any], directory: str) -> TrialRecord:

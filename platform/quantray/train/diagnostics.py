@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quantray.train.inference import padded_batches
+from quantray.train.inference import batch_tensors, padded_batches, run_batch
 
 if TYPE_CHECKING:
     import torch
@@ -36,8 +36,7 @@ def run_heads(model: "torch.nn.Module", windows: "Windows", device: str = "cpu")
     with torch.no_grad():
         for rows, n_real in padded_batches(len(windows)):
             batch = windows.batch(rows)
-            out = model(torch.as_tensor(batch["x"], device=device), torch.as_tensor(batch["asset_ids"], device=device),
-                        torch.as_tensor(batch["mask"], device=device), return_attention=True)
+            out = run_batch(model, batch_tensors(batch, device), return_attention=True)
             mask = batch["mask"][:n_real]
             for head in CLASS_HEADS:
                 if head in out.heads and head in batch:

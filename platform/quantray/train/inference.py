@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from quantray.data.risk import RISK_KEYS
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,6 +27,29 @@ def padded_batches(n_rows: int, size: int = INFERENCE_BATCH) -> Iterator[tuple[n
     for start in range(0, n_rows, size):
         rows = np.arange(start, min(start + size, n_rows))
         yield np.concatenate([rows, np.full(size - len(rows), rows[-1])]), len(rows)
+
+
+# what a model and the risk model after it read of a batch (`Windows.gather`)
+MODEL_INPUTS: tuple[str, ...] = ("x", "asset_ids", "mask", "news", "news_mask", *RISK_KEYS)
+
+
+def batch_tensors(batch: dict[str, np.ndarray], device: str = "cpu") -> dict[str, "torch.Tensor"]:
+    """The model's inputs of a numpy batch as tensors on `device` (the training loop's batches
+    come as tensors already: `train.batches.DeviceWindows`)."""
+    import torch
+
+    return {key: torch.as_tensor(batch[key], device=device) for key in MODEL_INPUTS if key in batch}
+
+
+def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], return_attention: bool = False):
+    """The model's Output on a batch of tensors, its position what the model trades: the news
+    tokens go in and the risk model applies (`train.risk`) when the data has them. Every caller
+    (the loss, validation, inference, the diagnostics) runs a model through this."""
+    from quantray.train.risk import risk_positions  # lazy: imports torch
+
+    out = model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
+                news=tensors.get("news"), news_mask=tensors.get("news_mask"))
+    return out._replace(position=risk_positions(out.position, tensors))
 
 
 @dataclass
@@ -46,23 +71,12 @@ def run_model(
     through the data's risk model when it has one (`train.risk`), as in training."""
     import torch
 
-    from quantray.train.risk import risk_inputs, risk_positions  # lazy: imports torch
-
     model.eval()
     positions, embeds, attn_sum, attn_n = [], [], None, 0
     with torch.no_grad():
         for rows, n_real in padded_batches(len(windows)):
-            batch = windows.batch(rows)
-            news = batch.get("news")
-            out = model(
-                torch.as_tensor(batch["x"], device=device),
-                torch.as_tensor(batch["asset_ids"], device=device),
-                torch.as_tensor(batch["mask"], device=device),
-                return_attention=attention,
-                news=None if news is None else torch.as_tensor(news, device=device),
-                news_mask=None if news is None else torch.as_tensor(batch["news_mask"], device=device),
-            )
-            positions.append(risk_positions(out.position, risk_inputs(batch, device))[:n_real].float().cpu().numpy())
+            out = run_batch(model, batch_tensors(windows.batch(rows), device), return_attention=attention)
+            positions.append(out.position[:n_real].float().cpu().numpy())
             if embeddings:
                 embeds.append(out.embedding[:n_real].float().cpu().numpy())
             if attention and out.attention is not None:

@@ -44,6 +44,7 @@ from quantray.data.windows import Windows
 from quantray.evaluate.metrics import PERIODS_PER_YEAR, net_returns, performance
 from quantray.workspace import atomic_dir
 from quantray.train.checkpoint import build_model, save_checkpoint, unwrap
+from quantray.train.inference import run_batch
 
 if TYPE_CHECKING:
     import torch
@@ -240,16 +241,6 @@ def autocast(config: TrainConfig, device: str) -> "torch.autocast":
 
     enabled = config.optim.precision == "bf16" and torch.device(device).type == "cuda"
     return torch.autocast("cuda" if enabled else "cpu", dtype=torch.bfloat16, enabled=enabled)
-
-
-def run_batch(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"], return_attention: bool = False):
-    """The model's Output on a batch of tensors, its position what the model trades: the news
-    tokens go in and the risk model applies (`train.risk`) when the data has them."""
-    from quantray.train.risk import risk_positions  # lazy: imports torch
-
-    out = model(tensors["x"], tensors["asset_ids"], tensors["mask"], return_attention=return_attention,
-                news=tensors.get("news"), news_mask=tensors.get("news_mask"))
-    return out._replace(position=risk_positions(out.position, tensors))
 
 
 def consecutive_batches(n_samples: int, batch_dates: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -1,7 +1,7 @@
 """Positions from a model's views through the data's risk model (`data.risk`, quantray.data.risk).
 
 Applied wherever a member's output becomes a position: the training loss and validation
-(`loop.run_batch`) and every inference (`inference.run_model`: the ensemble's members, the
+(`inference.run_batch`) and every inference (`inference.run_model`: the ensemble's members, the
 backtest, the pyfunc and the server), so the book a model is trained on is the book it trades.
 """
 
@@ -9,18 +9,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from quantray.data.risk import RISK_KEYS
-
 MIN_VARIANCE = 1e-12  # a floor under the variances the transform divides by
-
-
-def risk_inputs(batch: Mapping[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """What `risk_positions` reads of a numpy batch (`Windows.gather`), as tensors on `device`."""
-    return {key: torch.as_tensor(batch[key], device=device) for key in ("mask", *RISK_KEYS) if key in batch}
 
 
 def risk_positions(view: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
