@@ -5,7 +5,9 @@ at or after its test start changes."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,15 +61,17 @@ def walkforward(root: Path, source: str, name: str) -> WalkForwardResult:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, WalkForwardResult]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import ray
 
     root = tmp_path_factory.mktemp("walkforward")
     panel = load_panel("synthetic:seed=4,assets=3,days=700,signal=2")
     base = write_source(panel, root / "base.parquet")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # the dashboard: the refits' task names are read through Ray's state API
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
     try:
         first = walkforward(root, base, "first")
+        refit_tasks = task_names("_refit_one", expected=(FOLDS - 1) * TOP_K)
         again = walkforward(root, base, "again")
         # change every price at and after fold CHANGED_FOLD's test start (and drop some rows entirely)
         start = first.folds[CHANGED_FOLD].test_dates[0]
@@ -79,7 +83,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, WalkForwardResul
         perturbed = walkforward(root, write_source(changed, root / "changed.parquet"), "changed")
     finally:
         ray.shutdown()
-    return {"first": first, "again": again, "changed": perturbed}
+    return {"first": first, "again": again, "changed": perturbed, "refit_tasks": refit_tasks}
+
+
+def task_names(function: str, expected: int) -> list[str]:
+    """The names of the finished Ray tasks running `function` (task events reach the state API
+    within seconds: polled for at most 30)."""
+    from ray.util.state import list_tasks
+
+    deadline, names = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        names = [t.name for t in list_tasks(filters=[("func_or_class_name", "=", function)], limit=1000,
+                                            raise_on_missing_output=False) if t.state == "FINISHED"]
+        if len(names) >= expected:
+            break
+        time.sleep(1)
+    return sorted(names)
 
 
 @pytest.mark.slow
@@ -95,6 +114,13 @@ def test_test_blocks_tile_and_every_strategy_trades_the_same_dates(runs) -> None
                                              "time_series_momentum"}
     assert [row["n_dates"] for row in result.fold_rows] == [len(f.test_dates) for f in result.folds]
     assert (result.out / "report" / "report.html").exists() and (result.out / "report" / "fold_sharpe.png").exists()
+
+
+@pytest.mark.slow
+def test_each_refit_is_named_on_the_dashboard_by_its_trial_and_fold(runs) -> None:
+    first = runs["first"]
+    want = sorted(f"refit {tid} fold {fold} (first)" for fold in range(1, FOLDS) for tid in first.folds[fold].configs)
+    assert len(want) == (FOLDS - 1) * TOP_K and runs["refit_tasks"] == want
 
 
 @pytest.mark.slow

@@ -178,11 +178,6 @@ def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardO
             records = load_trials(summary.experiment, storage).records
             configs = {r.trial_id: to_dict(fold_space.resolve(r.params)) for r in records}
             search_histories[f"fold {index}"] = [r.val_sharpe for r in records]
-            if plan.mode == "refit" and plan.folds > 1:
-                best = {r.trial_id: configs[r.trial_id] for r in _ranked(records)[:plan.top_k]}
-                say(f"== folds 1-{plan.folds - 1}: refit {len(best)} configurations on each fold's dates "
-                    f"({len(best) * (plan.folds - 1)} trainings, {space.budget.concurrency} at a time)")
-                refits = _refit_later_folds(best, data, plan.folds, storage / experiment, space.budget.concurrency)
         else:
             configs, records = refits[index]
             say(f"== fold {index}: {len(records)} refits on the dates before "
@@ -191,6 +186,11 @@ def run_walkforward(space_path: Path, options: WalkForwardOptions = WalkForwardO
         _log_fold(client, fold_run.info.run_id, fold)
         folds.append(fold)
         say(f"   members {', '.join(fold.member_ids)}; validation Sharpe of the fusion {fold.val_sharpe:.2f}")
+        if plan.mode == "refit" and index == 0 and plan.folds > 1:
+            best = {r.trial_id: configs[r.trial_id] for r in _ranked(records)[:plan.top_k]}
+            say(f"== folds 1-{plan.folds - 1}: refit {len(best)} configurations on each fold's dates "
+                f"({len(best) * (plan.folds - 1)} trainings, {space.budget.concurrency} at a time)")
+            refits = _refit_later_folds(best, data, plan.folds, storage / experiment, space.budget.concurrency)
 
     result, fold_rows = _stitch(folds, prepared)
     metrics = _stitched_metrics(result, folds)
@@ -254,7 +254,9 @@ def _refit_later_folds(best: dict[str, dict[str, Any]], data: DataConfig, n_fold
     while pending or running:
         while pending and len(running) < concurrency:
             index, tid, config = pending.pop(0)
-            running[task.remote(tid, config, str(root / f"fold{index}" / tid))] = (index, tid)
+            # named for the dashboard's task list, as the search's trials are (`QuantrayTrial`)
+            named = task.options(name=f"refit {tid} fold {index} ({root.name})")
+            running[named.remote(tid, config, str(root / f"fold{index}" / tid))] = (index, tid)
         done, _ = ray.wait(list(running), num_returns=1)
         records[running.pop(done[0])] = ray.get(done[0])
     return {index: (configs, [records[(index, tid)] for tid in configs]) for index, configs in folds.items()}
