@@ -3,7 +3,7 @@ promotion) in a fresh folder, then a prediction from another process. On the pla
 the stitched out-of-sample ensemble beats every baseline with significance and the registry's
 champion follows the gate decision; on a market without signal the gates refuse.
 
-Cost (2 CPUs, measured): 8 to 10 minutes for the demo, about 3 for the market without signal.
+Cost (2 CPUs, measured): 6 to 8 minutes for the demo, about 3 for the market without signal.
 """
 
 from __future__ import annotations
