@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-FAMILIES: tuple[str, ...] = ("transformer", "gnn", "multitask", "hybrid", "cnn_lstm")
+FAMILIES: tuple[str, ...] = ("transformer", "gnn", "multitask", "hybrid", "cnn_lstm", "linear")
 
 _CLASSES: dict[str, tuple[str, str]] = {
     "transformer": ("quantray.models.transformer", "TransformerModel"),
@@ -25,6 +25,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "multitask": ("quantray.models.multitask", "MultiTaskModel"),
     "hybrid": ("quantray.models.hybrid", "HybridModel"),
     "cnn_lstm": ("quantray.models.cnn_lstm", "CnnLstmModel"),
+    "linear": ("quantray.models.linear", "LinearModel"),
 }
 _SHAPE_ARGS = ("n_assets", "n_features", "lookback", "return_feature", "calendar_features", "news_dim")
 RETURN_FEATURE = "log_return"  # what a family that takes `return_feature` reads from x, by name

@@ -18,6 +18,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "multitask": {"d_model": 16, "n_heads": 2},
     "hybrid": {"d_model": 16, "n_heads": 2, "n_experts": 2},
     "cnn_lstm": {"d_model": 16, "kernel_size": 3},
+    "linear": {"bars": 4},  # four of the twelve bars: enough inputs to fit the tiny batch
 }
 OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("transformer", {"pooling": "cls", "positional": "learned", "revin": False, "cross_layers": 2}),
@@ -50,6 +51,8 @@ OPTION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("multitask", {"market_neutral": True}),
     ("hybrid", {"market_neutral": True}),
     ("cnn_lstm", {"market_neutral": True}),
+    ("linear", {"market_neutral": True}),
+    ("linear", {"bars": 12, "dropout": 0.1}),  # the whole window
 ]
 # every family at its defaults, then the option cases
 CASES: list[tuple[str, dict[str, Any]]] = [(family, {}) for family in models.FAMILIES] + OPTION_CASES

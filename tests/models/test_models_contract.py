@@ -12,8 +12,8 @@ from model_cases import MIXING, OPTION_CASES, A, B, build_small, random_inputs
 from quantray import models
 
 
-def test_families_are_the_documented_five() -> None:
-    assert models.FAMILIES == ("transformer", "gnn", "multitask", "hybrid", "cnn_lstm")
+def test_families_are_the_documented_six() -> None:
+    assert models.FAMILIES == ("transformer", "gnn", "multitask", "hybrid", "cnn_lstm", "linear")
 
 
 def test_every_family_honours_the_output_contract(family: str) -> None:
@@ -77,7 +77,7 @@ def test_unknown_architecture_argument_is_named() -> None:
 
 
 def test_unknown_family_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown model family 'lstm'.*transformer, gnn, multitask, hybrid, cnn_lstm"):
+    with pytest.raises(ValueError, match="unknown model family 'lstm'.*transformer, gnn, multitask, hybrid, cnn_lstm, linear"):
         models.build("lstm", n_assets=3, n_features=2, lookback=8)
 
 
@@ -91,6 +91,8 @@ def test_unknown_family_lists_the_valid_ones() -> None:
         ("multitask", {"moe_experts": 1.5}, "moe_experts"),
         ("hybrid", {"positional": "rotary"}, "positional"),
         ("cnn_lstm", {"revin": "yes"}, "revin"),
+        ("linear", {"bars": 0}, "bars"),
+        ("linear", {"bars": 9}, "bars"),  # lookback is 8
         ("transformer", {"ffn": "relu"}, "ffn"),
         ("gnn", {"ffn": "mlp"}, "ffn"),
         ("hybrid", {"ffn": "KAN"}, "ffn"),
@@ -112,9 +114,10 @@ def test_bad_architecture_value_is_named(family: str, arch: dict, named: str) ->
 
 def test_defaults_list_every_architecture_argument(family: str) -> None:
     arch = models.defaults(family)
-    assert "d_model" in arch and "n_assets" not in arch
+    assert "n_assets" not in arch
     model = models.build(family, n_assets=3, n_features=2, lookback=8, **arch)
-    assert model.embedding_dim == arch["d_model"]
+    # linear's embedding is its input: the last `bars` bars of the 2 features
+    assert model.embedding_dim == (arch["bars"] * 2 if family == "linear" else arch["d_model"])
 
 
 def test_import_is_light_and_torch_geometric_is_lazy() -> None:

@@ -133,7 +133,7 @@ def test_groups_exchange_information_through_their_summaries() -> None:
     torch.testing.assert_close(before.embedding[:, 2:], after.embedding[:, 2:])
 
 
-@pytest.mark.parametrize("family", ["transformer", "gnn", "multitask", "hybrid", "cnn_lstm"])
+@pytest.mark.parametrize("family", ["transformer", "gnn", "multitask", "hybrid", "cnn_lstm", "linear"])
 def test_market_neutral_books_are_long_as_much_as_short(family: str) -> None:
     """On every date the active assets' positions sum to 0, masked assets hold 0, and a model that
     would otherwise hold a net position does so no more."""
