@@ -242,6 +242,12 @@ def _validate(space: SearchSpace) -> None:
     if _is_distribution((space.raw.get("optim") or {}).get("epochs")):
         raise BadInput(f"{where}: key 'optim.epochs': must be a fixed number (it is ASHA's horizon; "
                        "ASHA stops poor trials early instead)")
+    arch = (space.raw.get("model") or {}).get("arch") or {}
+    if len(space.families) == 1 and isinstance(arch, Mapping):
+        for key, value in arch.items():
+            if key in models.FAMILIES and isinstance(value, Mapping):
+                raise BadInput(f"{where}: key 'model.arch.{key}': with one family its arguments go straight under "
+                               "model.arch (a section per family is for model.family: {choice: [...]})")
     for family in space.families:
         if family not in models.FAMILIES:
             raise BadInput(f"{space.path}: key 'model.family': unknown family '{family}' "
