@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
@@ -10,6 +11,7 @@ import pytest
 from quantray.cli import main
 from quantray.config import TrainConfig
 from quantray.errors import BadInput
+from quantray.tune.search import searcher
 from quantray.tune.space import load_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +52,17 @@ def test_every_shipped_space_validates_and_resolves(path: Path) -> None:
         config = space.resolve(space.suggest(trial))
         assert isinstance(config, TrainConfig)
         assert config.model.family in space.families
+
+
+def test_a_search_tries_every_family_once_before_it_chooses() -> None:
+    space = load_space(ROOT / "search_spaces" / "all.yaml")
+    search = searcher(dataclasses.replace(space, budget=dataclasses.replace(space.budget, reproducible=False)))
+    first = [search.suggest(f"trial{i}") for i in range(len(space.families) + 1)]
+    assert [params["model.family"] for params in first[:-1]] == list(space.families)
+    # the rest of each enqueued trial is sampled: its own family's arch, nothing else
+    assert all(key.startswith(f"model.arch.{params['model.family']}.")
+               for params in first for key in params if key.startswith("model.arch."))
+    assert first[-1]["model.family"] in space.families
 
 
 def test_conditional_space_samples_only_the_chosen_familys_arch() -> None:

@@ -107,7 +107,10 @@ def searcher(space: SearchSpace) -> Any:
     # fewer random start-up trials than Optuna's default 10 so short searches still use TPE
     sampler = optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=max(2, min(10, trials // 3)),
                                          multivariate=True)
-    search = OptunaSearch(space=space.suggest, metric=METRIC, mode=MODE, sampler=sampler)
+    # every family once, in the order the space lists them, before TPE chooses among them: with a
+    # few trials and several families, one the random start-up never drew would never be judged
+    first = [{"model.family": family} for family in space.families] if len(space.families) > 1 else None
+    search = OptunaSearch(space=space.suggest, metric=METRIC, mode=MODE, sampler=sampler, points_to_evaluate=first)
     if space.budget.reproducible:
         # batch: the next generation is suggested only once the whole previous one has reported, so
         # TPE always sees the same history, whatever order trials finish in
