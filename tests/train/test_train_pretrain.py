@@ -36,7 +36,8 @@ def test_nt_xent_rewards_matching_pairs() -> None:
 
 
 @pytest.mark.parametrize(("family", "augment"),
-                         [(f, "jitter") for f in models.FAMILIES] + [("transformer", "adjacent"), ("gnn", "both")])
+                         [(f, "jitter") for f in models.FAMILIES if f != "linear"]  # (its embedding is its input)
+                         + [("transformer", "adjacent"), ("gnn", "both")])
 def test_any_familys_encoder_pretrains(data, family: str, augment: str) -> None:
     pipeline = data.pipeline()
     torch.manual_seed(0)
@@ -51,6 +52,13 @@ def test_any_familys_encoder_pretrains(data, family: str, augment: str) -> None:
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_pretraining_a_linear_model_is_refused_naming_the_key() -> None:
+    linear = dataclasses.replace(CONFIG.model, family="linear", arch={})
+    with pytest.raises(BadInput, match="pretrain.epochs: the linear family has no encoder"):
+        dataclasses.replace(CONFIG, model=linear, pretrain=PretrainConfig(epochs=1))
+    assert dataclasses.replace(CONFIG, model=linear, pretrain=PretrainConfig(epochs=0)).model.family == "linear"
 
 
 def test_the_loop_pretrains_then_fine_tunes_and_reports_the_pretraining(data, tmp_path: Path) -> None:
