@@ -243,9 +243,9 @@ def _refit_later_folds(best: dict[str, dict[str, Any]], data: DataConfig, n_fold
     whatever runs beside it."""
     import ray  # lazy: only a running walk-forward needs it
 
-    folds = {index: {tid: to_dict(dataclasses.replace(_train_config(config),
-                                                      data=dataclasses.replace(data, fold=n_folds - 1 - index)))
-                     for tid, config in best.items()}
+    resolved = {tid: _train_config(config) for tid, config in best.items()}
+    folds = {index: {tid: to_dict(dataclasses.replace(config, data=dataclasses.replace(data, fold=n_folds - 1 - index)))
+                     for tid, config in resolved.items()}
              for index in range(1, n_folds)}  # fold index i tests the i-th block from the earliest
     task = ray.remote(num_cpus=1)(_refit_one)
     pending = [(index, tid, config) for index, configs in folds.items() for tid, config in configs.items()]
