@@ -7,7 +7,7 @@ quickstart's walk-forward folds, and prints the stitched net Sharpe per normaliz
 oracle's. A rolling normalization centers each feature on its trailing year, which subtracts the
 slow part of a trend; the train_* ones fit one scaler per fold on its training dates.
 
-    python benchmarks/normalization.py [--markets 0,1,2,3] [--feature momentum_21]
+    python benchmarks/normalization.py [--markets 0,1,2,3] [--feature momentum_21|trend_20|...]
 """
 
 from __future__ import annotations

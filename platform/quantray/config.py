@@ -29,6 +29,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "range",
     "mean_return",
     "momentum",
+    "trend",
     "volatility",
     "volume_z",
     "return_x_volume",
@@ -45,6 +46,7 @@ class FeatureConfig:
     names: tuple[str, ...] = DEFAULT_FEATURES
     windows: tuple[int, ...] = (10, 20)  # rolling mean return / volatility
     momentum_windows: tuple[int, ...] = (21, 63)  # volatility-scaled trailing returns
+    trend_halflives: tuple[int, ...] = (20, 60)  # exponentially weighted volatility-scaled returns
     volume_windows: tuple[int, ...] = (20, 50)  # z-scores of log volume
     rsi_window: int = 14
     macd: tuple[int, int, int] = (12, 26, 9)

@@ -122,7 +122,7 @@ def test_export_rows_are_what_the_models_see(tmp_path, capsys, suffix):
     frame = pd.read_parquet(target) if suffix == ".parquet" else pd.read_csv(target)
     assert len(frame) == 1200
     features = [c for c in frame.columns if c not in ("date", "asset", "valid") and not c.startswith("label_")]
-    assert features[0] == "log_return" and len(features) == 40 and features[20] == "log_return_cs"
+    assert features[0] == "log_return" and len(features) == 44 and features[22] == "log_return_cs"
     assert {"label_next_return", "label_fwd_return", "label_direction", "label_barrier", "label_volatility",
             "label_volume", "label_regime"} <= set(frame.columns)
     # causal normalization: exporting a shorter history gives the same rows for the shared dates

@@ -77,20 +77,22 @@ def test_perturbing_the_past_moves_every_asset_specific_feature():
 
 OWN_FEATURES = (
     "log_return", "intraday_return", "overnight_return", "range", "mean_return_10", "mean_return_20",
-    "momentum_21", "momentum_63", "volatility_10", "volatility_20", "volume_z_20", "volume_z_50",
+    "momentum_21", "momentum_63", "trend_20", "trend_60", "volatility_10", "volatility_20", "volume_z_20",
+    "volume_z_50",
     "return_x_volume", "rsi_14", "macd", "macd_hist", "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
 
 
 def test_default_feature_names():
     features = build_features(PANEL)
     assert features.names == OWN_FEATURES + tuple(f"{name}_cs" for name in OWN_FEATURES)
-    assert features.values.dtype == np.float32 and features.values.shape == (*PANEL.mask.shape, 40)
+    assert features.values.dtype == np.float32 and features.values.shape == (*PANEL.mask.shape, 44)
 
 
 def test_close_only_panel_drops_the_features_that_need_other_fields():
     close_only = Panel(PANEL.dates, PANEL.assets, ("close",), PANEL.values[:, :, [3]], PANEL.mask)
     features = build_features(close_only, dataclasses.replace(SHORT_NORM, cross_sectional=False))
     assert features.names == ("log_return", "mean_return_10", "mean_return_20", "momentum_21", "momentum_63",
+                              "trend_20", "trend_60",
                               "volatility_10", "volatility_20", "rsi_14", "macd", "macd_hist",
                               "wavelet_a3", "wavelet_d3", "wavelet_d2", "wavelet_d1")
     assert features.valid.any()
@@ -122,6 +124,23 @@ def test_momentum_is_the_trailing_return_in_units_of_its_volatility():
         expected = (log_close.iloc[t, a] - log_close.iloc[t - k, a]) / (sigma.iloc[t, a] * np.sqrt(k))
         assert features.valid[t, a]
         np.testing.assert_allclose(features.values[t, a, j], expected, rtol=1e-4)
+
+
+def test_trend_is_the_ewma_of_returns_in_units_of_yesterdays_volatility():
+    cfg = dataclasses.replace(SHORT_NORM, names=("trend",), trend_halflives=(5, 20), normalization="none",
+                              cross_sectional=False)
+    features = build_features(PANEL, cfg)
+    ret = np.log(pd.DataFrame(PANEL.field("close")).ffill()).diff()
+    sigma = np.sqrt((ret ** 2).ewm(alpha=2.0 / 61, adjust=False).mean())
+    t, a = 300, 0
+    z = (ret / sigma.shift(1)).iloc[: t + 1, a].dropna().to_numpy()
+    for j, halflife in enumerate(cfg.trend_halflives):
+        decay = 0.5 ** (1.0 / halflife)
+        weights = decay ** np.arange(len(z))[::-1]  # today's return weighs 1, yesterday's decay, ...
+        expected = np.sqrt(1 - decay ** 2) * np.sum(weights * z)
+        assert features.valid[t, a]
+        np.testing.assert_allclose(features.values[t, a, j], expected, rtol=1e-4)
+    assert 0.7 < np.std(features.values[features.valid][:, 0]) < 1.5  # about unit variance
 
 
 def test_invalid_rows_are_zero_and_valid_rows_finite_and_clipped():
@@ -196,6 +215,7 @@ def test_train_scaler_sees_only_training_dates():
     (FeatureConfig(windows=(1,)), "features.windows"),
     (FeatureConfig(momentum_windows=(21, 0)), "features.momentum_windows"),
     (FeatureConfig(momentum_windows=()), "features.momentum_windows"),
+    (FeatureConfig(trend_halflives=(20, 0)), "features.trend_halflives"),
     (FeatureConfig(names=("amihud",), amihud_window=1), "features.amihud_window"),
     (FeatureConfig(names=("corwin_schultz",), spread_window=0), "features.spread_window"),
     (FeatureConfig(names=("roll_spread",), roll_window=2), "features.roll_window"),

@@ -274,6 +274,25 @@ def _momentum(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     return out
 
 
+def _trend(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    # An exponentially weighted trend (Baz et al. 2015 build theirs from EWMAs): the EWMA of daily
+    # returns in units of the volatility known the day before, scaled so that it has unit variance
+    # when those are white noise. Unlike a k-day window, it weighs last week more than last quarter
+    # and does not jump when a large day leaves the window.
+    sigma = np.sqrt(_ema(i.ret * i.ret, 2.0 / (MOMENTUM_VOL_SPAN + 1)))
+    # Zero before an asset's first return, so each EWMA starts from 0 at its inception (pandas would
+    # seed it with the first day's value at full weight, a distortion lasting several half-lives).
+    scaled = np.zeros_like(i.ret)
+    scaled[1:] = np.nan_to_num(i.ret[1:] / np.maximum(sigma[:-1], _EPS))
+    out = []
+    for halflife in cfg.trend_halflives:
+        decay = 0.5 ** (1.0 / halflife)
+        trend = _ema(scaled, 1.0 - decay) * np.sqrt(1.0 - decay ** 2) / (1.0 - decay)
+        # after one half-life its standard deviation is already 0.87 of the steady state's
+        out.append((trend, max(MOMENTUM_VOL_SPAN, halflife) + 1))
+    return out
+
+
 def _volume_z(log_volume: np.ndarray, window: int) -> np.ndarray:
     mean, std = rolling_mean_std(log_volume, window)
     return (log_volume - mean) / np.maximum(std, 1e-6)
@@ -424,6 +443,7 @@ GROUPS: dict[str, _Group] = {
     "range": _Group(("high", "low"), lambda c: ("range",), _range),
     "mean_return": _Group(("close",), lambda c: tuple(f"mean_return_{w}" for w in c.windows), _mean_return),
     "momentum": _Group(("close",), lambda c: tuple(f"momentum_{k}" for k in c.momentum_windows), _momentum),
+    "trend": _Group(("close",), lambda c: tuple(f"trend_{h}" for h in c.trend_halflives), _trend),
     "volatility": _Group(("close",), lambda c: tuple(f"volatility_{w}" for w in c.windows), _volatility),
     "volume_z": _Group(("volume",), lambda c: tuple(f"volume_z_{w}" for w in c.volume_windows), _volume_zscores),
     "return_x_volume": _Group(("close", "volume"), lambda c: ("return_x_volume",), _return_x_volume),
@@ -458,6 +478,9 @@ def _check_config(cfg: FeatureConfig) -> None:
     if "momentum" in cfg.names and (not cfg.momentum_windows or min(cfg.momentum_windows) < 1):
         raise BadInput(f"features.momentum_windows: need at least one window of 1 day or more, "
                        f"got {list(cfg.momentum_windows)}")
+    if "trend" in cfg.names and (not cfg.trend_halflives or min(cfg.trend_halflives) < 1):
+        raise BadInput(f"features.trend_halflives: need at least one half-life of 1 day or more, "
+                       f"got {list(cfg.trend_halflives)}")
     for group, key, least in (("amihud", "amihud_window", 2), ("corwin_schultz", "spread_window", 2),
                               ("roll_spread", "roll_window", 3)):
         if group in cfg.names and getattr(cfg, key) < least:
