@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-NORMALIZATIONS = ("rolling_robust", "rolling_zscore", "train_robust", "train_zscore", "none")
+NORMALIZATIONS = ("rolling_robust", "rolling_zscore", "train_robust", "train_zscore", "train_pooled", "none")
 
 
 def main() -> None:

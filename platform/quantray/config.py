@@ -57,7 +57,7 @@ class FeatureConfig:
     amihud_window: int = 21  # mean |return| / dollar volume
     spread_window: int = 21  # mean Corwin-Schultz two-day high-low spread
     roll_window: int = 63  # serial covariance of price changes: noisy, so a longer window
-    # rolling_robust | rolling_zscore | train_zscore | train_robust | none
+    # rolling_robust | rolling_zscore | train_zscore | train_robust | train_pooled | none
     normalization: str = "rolling_robust"
     norm_window: int = 252
     clip: float = 5.0

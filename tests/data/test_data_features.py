@@ -194,7 +194,7 @@ def test_train_scaler_sees_only_training_dates():
     # change everything after the training block: validation and test data
     changed = build_features(perturbed_after(PANEL, int(train[-1]), np.exp(rng.normal(0, 0.3, PANEL.mask.shape)),
                                              rng.uniform(0.1, 10, PANEL.mask.shape)), cfg)
-    for method in ("robust", "zscore"):
+    for method in ("robust", "zscore", "pooled"):
         s1, s2 = fit_scaler(base, train, method), fit_scaler(changed, train, method)
         np.testing.assert_array_equal(s1.center, s2.center)
         np.testing.assert_array_equal(s1.scale, s2.scale)
@@ -205,6 +205,25 @@ def test_train_scaler_sees_only_training_dates():
     np.testing.assert_allclose(scaler.center[0], rows.mean(axis=0), rtol=1e-6, atol=1e-9)
     scaled = apply_scaler(base, scaler)
     assert np.abs(scaled.values).max() <= 5.0 and np.all(scaled.values[~base.valid] == 0)
+
+
+def test_a_pooled_scaler_shifts_every_asset_alike_so_an_assets_own_trend_survives():
+    features = build_features(PANEL, FeatureConfig(normalization="none"))
+    train = np.arange(100, 220)
+    scaler = fit_scaler(features, train, "pooled")
+    j = features.names.index("trend_20")
+    rows = features.values[train, :, j][features.valid[train]].astype(np.float64)
+    q25, median, q75 = np.percentile(rows, [25, 50, 75])
+    np.testing.assert_allclose(scaler.center[:, j], median)  # one center for every asset
+    np.testing.assert_allclose(scaler.scale[:, j], (q75 - q25) / 1.349)
+    # the assets' mean training trends keep their order and their differences, in the new units
+    scaled = apply_scaler(features, scaler).values[train, :, j]
+    raw = features.values[train, :, j]
+    valid = features.valid[train]
+    mean = lambda x: np.array([x[valid[:, a], a].mean() for a in range(x.shape[1])])  # noqa: E731
+    np.testing.assert_allclose(np.diff(mean(scaled)), np.diff(mean(raw)) / scaler.scale[0, j], rtol=1e-3, atol=1e-6)
+    assert not np.allclose(np.diff(mean(apply_scaler(features, fit_scaler(features, train, "robust")).values[train, :, j])),
+                           np.diff(mean(scaled)), atol=0.05)  # a per-asset scaler recenters each asset
 
 
 @pytest.mark.parametrize("cfg, key", [

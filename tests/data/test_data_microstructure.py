@@ -120,7 +120,7 @@ def test_calendar_encodings_of_known_dates():
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("normalization", ["rolling_robust", "rolling_zscore", "train_zscore", "train_robust"])
+@pytest.mark.parametrize("normalization", ["rolling_robust", "rolling_zscore", "train_zscore", "train_robust", "train_pooled"])
 def test_calendar_features_have_no_cs_column_and_are_not_normalized(normalization):
     panel = late_start_panel()
     names = ("log_return", "day_of_week", "clv", "month_of_year")

@@ -22,7 +22,8 @@ from quantray.config import FeatureConfig
 from quantray.data.panel import Panel
 from quantray.errors import BadInput
 
-NORMALIZATIONS: tuple[str, ...] = ("rolling_robust", "rolling_zscore", "train_robust", "train_zscore", "none")
+NORMALIZATIONS: tuple[str, ...] = ("rolling_robust", "rolling_zscore", "train_robust", "train_zscore", "train_pooled",
+                                   "none")
 ROBUST_REFRESH = 21  # days between refreshes of the rolling median/IQR (sorting 252-day windows daily is slow)
 MOMENTUM_VOL_SPAN = 60  # days of the EWMA volatility that scales momentum
 IQR_TO_STD = 1.349  # IQR of a unit normal: robust scales read like z-scores
@@ -139,8 +140,10 @@ def _groups(cfg: FeatureConfig, fields: tuple[str, ...]) -> list[str]:
 
 def fit_scaler(features: Features, train_dates_idx: np.ndarray, method: str = "robust",
                clip: float = 5.0) -> Scaler:
-    """Per-asset statistics from the valid rows at `train_dates_idx` only."""
-    if method not in ("robust", "zscore"):
+    """Statistics from the valid rows at `train_dates_idx` only: per asset (`robust`, `zscore`), or
+    robust ones over all assets' rows together (`pooled`), which shift every asset alike and so
+    keep an asset's trend over the training years in its features."""
+    if method not in ("robust", "zscore", "pooled"):
         raise ValueError(f"unknown scaler method {method!r}")
     rows = features.values[train_dates_idx].astype(np.float64)  # [n, A, F]
     rows[~features.valid[train_dates_idx]] = np.nan
@@ -149,8 +152,10 @@ def fit_scaler(features: Features, train_dates_idx: np.ndarray, method: str = "r
         if method == "zscore":
             center, scale = np.nanmean(rows, axis=0), np.nanstd(rows, axis=0, ddof=1)
         else:
-            q25, center, q75 = np.nanpercentile(rows, [25, 50, 75], axis=0)
+            pooled = rows.reshape(-1, 1, rows.shape[2]) if method == "pooled" else rows
+            q25, center, q75 = np.nanpercentile(pooled, [25, 50, 75], axis=0)
             scale = (q75 - q25) / IQR_TO_STD
+    center, scale = np.broadcast_to(center, rows.shape[1:]).copy(), np.broadcast_to(scale, rows.shape[1:]).copy()
     center = np.where(np.isfinite(center), center, 0.0)
     scale = np.where(np.isfinite(scale) & (scale > _EPS), scale, 1.0)
     fixed = _date_only(features.names)  # calendar columns pass through unscaled
