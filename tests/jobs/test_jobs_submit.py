@@ -12,9 +12,11 @@ from quantray.cli import build_parser, main
 from quantray.errors import BadInput
 from quantray.jobs import dashboard, submit
 from quantray.recipes.options import TuneOptions
+from quantray.tune.space import load_space
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
+LOADED = load_space(QUICKSTART)
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
 
 
@@ -109,7 +111,7 @@ def test_every_verb_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_job_metadata_names_the_experiment_space_and_budget() -> None:
-    metadata = submit.job_metadata(QUICKSTART, TuneOptions(trials=3, experiment="exp1"), "quantray-tune-x")
+    metadata = submit.job_metadata(QUICKSTART, LOADED, TuneOptions(trials=3, experiment="exp1"), "quantray-tune-x")
     assert metadata["experiment"] == "exp1" and metadata["space"] == "quickstart.yaml"
     assert (metadata["trials"], metadata["concurrency"], metadata["epochs_per_trial"]) == ("3", "2", "10")
     assert metadata["data"].startswith("synthetic:")
@@ -118,12 +120,12 @@ def test_job_metadata_names_the_experiment_space_and_budget() -> None:
 
 def test_a_submitted_search_names_its_experiment_in_the_entrypoint_and_the_metadata() -> None:
     now = calendar.timegm((2026, 3, 4, 5, 6, 7))
-    options = submit.with_experiment(QUICKSTART, TuneOptions(trials=2), now)
+    options = submit.with_experiment(LOADED, TuneOptions(trials=2), now)
     assert options.experiment is not None and options.experiment.startswith("quickstart-2026030")
     arguments = submit.tune_arguments("spaces/quickstart.yaml", options)
     assert arguments[arguments.index("--experiment") + 1] == options.experiment
-    assert submit.job_metadata(QUICKSTART, options, "quantray-tune-x")["experiment"] == options.experiment
-    assert submit.with_experiment(QUICKSTART, TuneOptions(experiment="mine"), now).experiment == "mine"
-    resumed = submit.with_experiment(QUICKSTART, TuneOptions(resume=True), now)
+    assert submit.job_metadata(QUICKSTART, LOADED, options, "quantray-tune-x")["experiment"] == options.experiment
+    assert submit.with_experiment(LOADED, TuneOptions(experiment="mine"), now).experiment == "mine"
+    resumed = submit.with_experiment(LOADED, TuneOptions(resume=True), now)
     assert resumed.experiment is None  # the job picks the space's latest experiment on the cluster
-    assert "latest quickstart-*" in submit.job_metadata(QUICKSTART, resumed, "quantray-tune-x")["experiment"]
+    assert "latest quickstart-*" in submit.job_metadata(QUICKSTART, LOADED, resumed, "quantray-tune-x")["experiment"]

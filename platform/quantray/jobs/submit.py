@@ -27,7 +27,7 @@ from quantray.errors import BadInput
 from quantray.jobs import dashboard, local
 from quantray.recipes.options import TuneOptions
 from quantray.tune.search import timestamped
-from quantray.tune.space import load_space
+from quantray.tune.space import SearchSpace, load_space
 from quantray.workspace import ROOT, tracking_uri, tune_storage
 
 SPACES_DIR = "spaces"
@@ -190,35 +190,35 @@ def submit_entrypoint(
     return Submitted(job_id=submitted, address=address, upload_bytes=size)
 
 
-def validate_space(space: Path) -> None:
+def validate_space(space: Path) -> SearchSpace:
     """Fail here, before contacting the cluster, when the space file is missing or malformed."""
     if not space.is_file():
         raise BadInput(f"{space}: no such search-space file")
-    load_space(space)
+    return load_space(space)
 
 
 def submit_tune(address: str, token: str | None, space: Path, options: TuneOptions, *, now: float | None = None) -> Submitted:
     """Submit `quantray tune SPACE ...` as a Ray job; the space travels with the project copy."""
-    validate_space(space)
-    options = with_experiment(space, options, now)
+    loaded = validate_space(space)
+    options = with_experiment(loaded, options, now)
     entrypoint = cli_entrypoint(tune_arguments(space_in_job(space), options))
     job_id = submission_id(space, now)
     return submit_entrypoint(address, token, entrypoint=entrypoint, job_id=job_id, spaces=(space,),
-                             metadata=job_metadata(space, options, job_id))
+                             metadata=job_metadata(space, loaded, options, job_id))
 
 
-def with_experiment(space: Path, options: TuneOptions, now: float | None = None) -> TuneOptions:
+def with_experiment(loaded: SearchSpace, options: TuneOptions, now: float | None = None) -> TuneOptions:
     """A new search's experiment is named here, as `quantray tune` would name it, so the job's
     metadata names the experiment its trials' actors show on the dashboard (`trial <id> (<experiment>)`).
     A resumed search keeps choosing its latest experiment on the cluster."""
     if options.experiment or options.resume:
         return options
-    return dataclasses.replace(options, experiment=timestamped(load_space(space).name, now))
+    return dataclasses.replace(options, experiment=timestamped(loaded.name, now))
 
 
-def job_metadata(space: Path, options: TuneOptions, job_id: str) -> dict[str, str]:
-    """What the dashboard's job page shows: the experiment, the space, the data and the budget."""
-    loaded = load_space(space)
+def job_metadata(space: Path, loaded: SearchSpace, options: TuneOptions, job_id: str) -> dict[str, str]:
+    """What the dashboard's job page shows: the experiment, the space (`loaded` is its file
+    `space`), the data and the budget."""
     return {
         "experiment": options.experiment or f"the latest {loaded.name}-* on the cluster (resumed)",
         "space": space.name,
