@@ -68,10 +68,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     panel = load_panel("synthetic:seed=4,assets=3,days=700,signal=2")
     base = write_source(panel, root / "base.parquet")
     # the dashboard: the refits' task names are read through Ray's state API
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+    context = ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
     try:
         first = walkforward(root, base, "first")
-        refit_tasks = task_names("_refit_one", expected=(FOLDS - 1) * TOP_K)
+        # this Ray's own dashboard: another Ray on the machine would make the state API's auto-detection fail
+        refit_tasks = task_names(f"http://{context.dashboard_url}", "_refit_one", expected=(FOLDS - 1) * TOP_K)
         again = walkforward(root, base, "again")
         # change every price at and after fold CHANGED_FOLD's test start (and drop some rows entirely)
         start = first.folds[CHANGED_FOLD].test_dates[0]
@@ -86,14 +87,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"first": first, "again": again, "changed": perturbed, "refit_tasks": refit_tasks}
 
 
-def task_names(function: str, expected: int) -> list[str]:
-    """The names of the finished Ray tasks running `function` (task events reach the state API
-    within seconds: polled for at most 30)."""
+def task_names(dashboard: str, function: str, expected: int) -> list[str]:
+    """The names of the finished Ray tasks running `function`, from the state API at `dashboard`
+    (task events reach it within seconds: polled for at most 30)."""
     from ray.util.state import list_tasks
 
     deadline, names = time.monotonic() + 30, []
     while time.monotonic() < deadline:
-        names = [t.name for t in list_tasks(filters=[("func_or_class_name", "=", function)], limit=1000,
+        names = [t.name for t in list_tasks(dashboard, filters=[("func_or_class_name", "=", function)], limit=1000,
                                             raise_on_missing_output=False) if t.state == "FINISHED"]
         if len(names) >= expected:
             break
