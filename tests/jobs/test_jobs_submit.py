@@ -113,7 +113,7 @@ def test_every_verb_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_job_metadata_names_the_experiment_space_and_budget() -> None:
     metadata = submit.job_metadata(QUICKSTART, LOADED, TuneOptions(trials=3, experiment="exp1"), "quantray-tune-x")
     assert metadata["experiment"] == "exp1" and metadata["space"] == "quickstart.yaml"
-    assert (metadata["trials"], metadata["concurrency"], metadata["epochs_per_trial"]) == ("3", "2", "10")
+    assert (metadata["trials"], metadata["concurrency"], metadata["epochs_per_trial"]) == ("3", "2", "8")
     assert metadata["data"].startswith("synthetic:")
     assert all(isinstance(v, str) for v in metadata.values())  # Ray's job metadata is str -> str
 
