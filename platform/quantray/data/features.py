@@ -266,11 +266,16 @@ def _volatility(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     return [(rolling_mean_std(i.ret, w)[1], w) for w in cfg.windows]
 
 
+def _ewma_volatility(i: _Inputs) -> np.ndarray:
+    """The daily volatility at t, an EWMA (span MOMENTUM_VOL_SPAN) of squared log returns up to t."""
+    return np.sqrt(_ema(i.ret * i.ret, 2.0 / (MOMENTUM_VOL_SPAN + 1)))
+
+
 def _momentum(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     # Volatility-scaled trailing returns (Lim, Zohren & Roberts 2019): the k-day log return over
     # sigma * sqrt(k), sigma an exponentially weighted daily volatility (span 60) known at t, so one
     # unit means "one standard deviation of a k-day move" on every asset and in every regime.
-    sigma = np.sqrt(_ema(i.ret * i.ret, 2.0 / (MOMENTUM_VOL_SPAN + 1)))
+    sigma = _ewma_volatility(i)
     out = []
     for k in cfg.momentum_windows:
         trailing = np.full_like(i.log_close, np.nan)
@@ -284,7 +289,7 @@ def _trend(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
     # returns in units of the volatility known the day before, scaled so that it has unit variance
     # when those are white noise. Unlike a k-day window, it weighs last week more than last quarter
     # and does not jump when a large day leaves the window.
-    sigma = np.sqrt(_ema(i.ret * i.ret, 2.0 / (MOMENTUM_VOL_SPAN + 1)))
+    sigma = _ewma_volatility(i)
     # Zero before an asset's first return, so each EWMA starts from 0 at its inception (pandas would
     # seed it with the first day's value at full weight, a distortion lasting several half-lives).
     scaled = np.zeros_like(i.ret)
