@@ -72,6 +72,15 @@ def test_rayjob_runs_tune_on_the_mounted_space() -> None:
     assert {"name": "space", "mountPath": "/etc/quantray/space", "readOnly": True} in head["containers"][0]["volumeMounts"]
 
 
+def test_rayjob_metadata_names_what_was_submitted() -> None:
+    """The dashboard's job page says which space, experiment and budget a RayJob runs."""
+    _, job = built()
+    assert job["spec"]["metadata"] == {"submitted_by": "quantray", "space": "quickstart.yaml",
+                                       "experiment": "sweep", "trials": "16"}
+    request = k8s.tune_request(QUICKSTART, TuneOptions(), namespace="research", image="i", release="qr")
+    assert request.job_metadata == {"submitted_by": "quantray", "space": "quickstart.yaml"}
+
+
 def test_rayjob_is_ephemeral_authenticated_and_gpu() -> None:
     _, job = built()
     spec = job["spec"]

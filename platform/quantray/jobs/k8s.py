@@ -74,6 +74,7 @@ class RayJobRequest:
     image: str = DEFAULT_IMAGE
     release: str = DEFAULT_RELEASE  # the Helm release whose ServiceAccount and MLflow the job uses
     space_configmap: str = ""  # mounted at SPACE_MOUNT on the head
+    job_metadata: dict[str, str] = field(default_factory=dict)  # the Ray dashboard's job page shows it
     head: RayGroup = HEAD
     worker: RayGroup = GPU_WORKER
     worker_replicas: int = 1
@@ -227,6 +228,7 @@ def rayjob_manifest(request: RayJobRequest) -> dict[str, Any]:
         },
         "spec": {
             "entrypoint": request.entrypoint,
+            "metadata": request.job_metadata,
             "runtimeEnvYAML": yaml.safe_dump({"env_vars": JOB_ENV_VARS}, sort_keys=True),
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": request.ttl_seconds_after_finished,
@@ -269,7 +271,16 @@ def tune_request(
         image=image,
         release=release,
         space_configmap=f"{name}-space",
+        job_metadata=rayjob_metadata(space.name, options),
     )
+
+
+def rayjob_metadata(space_name: str, options: TuneOptions) -> dict[str, str]:
+    """What the chart's RayJob also knows without reading the space: the options given, the space's
+    file name (`quantray submit` to a running cluster adds the space's budget and epochs)."""
+    given = {"experiment": options.experiment, "data": options.data,
+             "trials": str(options.trials) if options.trials else None}
+    return {"submitted_by": "quantray", "space": space_name, **{k: v for k, v in given.items() if v}}
 
 
 # Talking to a cluster --------------------------------------------------------------------------
