@@ -43,6 +43,21 @@ def test_synthetic_defaults_bars_and_oracle():
     assert oracle.sharpe == pytest.approx(pnl.mean() / pnl.std() * np.sqrt(252))
 
 
+def test_synthetic_expected_return_parts_sum_to_the_oracles():
+    from quantray.data.synthetic import MarketParams, expected_return_parts, simulate
+
+    params = MarketParams(signal_kappa=0.08)
+    panel = simulate(seed=3, assets=8, days=500, params=params)
+    parts = expected_return_parts(seed=3, assets=8, days=500, params=params)
+    assert sorted(parts) == ["lead_lag", "momentum", "regime"]
+    np.testing.assert_array_equal(parts["regime"] + parts["lead_lag"] + parts["momentum"], panel.oracle.expected_return)
+    # the regime's drift moves every asset one way (betas are positive); only followers lag the market
+    signs = np.sign(parts["regime"])
+    assert (signs == signs[:, :1]).all()
+    followers = [panel.assets.index(n) for n in ("IWM", "EFA", "EEM", "XLE")]
+    assert (parts["lead_lag"][:, [0, 1, 3]] == 0).all() and (parts["lead_lag"][:, followers] != 0).all()
+
+
 def test_synthetic_oracle_sharpe_is_positive_across_seeds():
     assert all(load_panel(f"synthetic:seed={s},assets=4,days=600").oracle.sharpe > 0 for s in range(4))
 

@@ -98,10 +98,8 @@ def default_names(n_assets: int) -> tuple[str, ...]:
 def simulate(seed: int = 0, assets: int = 8, days: int = 1500,
              params: MarketParams = MarketParams()) -> Panel:
     """Simulate `days` business days of OHLCV for `assets` assets; deterministic for `seed`."""
-    rng = np.random.default_rng(seed)
     names = default_names(assets)
-    structure = _draw_structure(rng, names, params)
-    path = _simulate_returns(rng, structure, BURN_IN + days, params)
+    rng, structure, path = _start(seed, assets, days, params)
     oracle = _oracle(path, structure, params)
     closes, bars = _bars(rng, path, structure, params)
     keep = slice(BURN_IN, BURN_IN + days)
@@ -117,6 +115,24 @@ def simulate(seed: int = 0, assets: int = 8, days: int = 1500,
         oracle=Oracle(positions, sharpe, oracle.expected_return[keep]),
         origins=tuple(f"synthetic:seed={seed}" for _ in names),
     )
+
+
+def expected_return_parts(seed: int = 0, assets: int = 8, days: int = 1500,
+                          params: MarketParams = MarketParams()) -> dict[str, np.ndarray]:
+    """The oracle's expected return of `simulate` with the same arguments, in its three parts
+    ([days, A] each, summing to `Oracle.expected_return`): `regime` (β times the drift expected
+    of tomorrow's regime: the market's direction), `lead_lag` (γ times today's market factor) and
+    `momentum` (the planted signal). Which part a model misses says what it failed to learn."""
+    _, structure, path = _start(seed, assets, days, params)
+    return {name: part[BURN_IN:] for name, part in _mean_parts(path, structure, params).items()}
+
+
+def _start(seed: int, assets: int, days: int, params: MarketParams
+           ) -> tuple[np.random.Generator, _Structure, _Path]:
+    """The structure and the latent path of a seed, and the generator the bars continue from."""
+    rng = np.random.default_rng(seed)
+    structure = _draw_structure(rng, default_names(assets), params)
+    return rng, structure, _simulate_returns(rng, structure, BURN_IN + days, params)
 
 
 @dataclass(frozen=True)
@@ -203,15 +219,24 @@ class _OracleRaw:
     expected_return: np.ndarray  # [N, A]
 
 
+def _mean_parts(path: _Path, s: _Structure, p: MarketParams) -> dict[str, np.ndarray]:
+    """E[r[t+1] | state at t] by term of the return equation, each [N, A]."""
+    drift = _transition_matrix(p)[path.regime] @ np.array(p.regime_drift)
+    return {
+        "regime": s.beta[None] * drift[:, None],
+        "lead_lag": s.gamma[None] * path.market[:, None],
+        "momentum": p.signal_kappa * s.vol[None] * np.tanh(path.momentum),
+    }
+
+
 def _oracle(path: _Path, s: _Structure, p: MarketParams) -> _OracleRaw:
     """Mean-variance positions for day t+1 from the true conditional moments at the end of day t."""
     A, K = len(s.beta), p.n_sectors
-    P = _transition_matrix(p)
-    regime_next = P[path.regime]  # [N, 3] distribution of tomorrow's regime
+    regime_next = _transition_matrix(p)[path.regime]  # [N, 3] distribution of tomorrow's regime
     drift = regime_next @ np.array(p.regime_drift)
     var_mult = regime_next @ np.array(p.regime_vol) ** 2
-    mu = (s.beta[None] * drift[:, None] + s.gamma[None] * path.market[:, None]
-          + p.signal_kappa * s.vol[None] * np.tanh(path.momentum))
+    parts = _mean_parts(path, s, p)
+    mu = parts["regime"] + parts["lead_lag"] + parts["momentum"]
     var_market = var_mult * p.market_vol ** 2 * path.h_next[:, 0]
     var_sector = p.sector_vol ** 2 * path.h_next[:, 1:1 + K]  # [N, K]
     var_idio = p.idio_vol ** 2 * path.h_next[:, 1 + K:]  # [N, A]
