@@ -202,21 +202,23 @@ def test_train_scaler_sees_only_training_dates():
     # and the scaler is computed from exactly those rows
     scaler = fit_scaler(base, train, "zscore")
     rows = base.values[train, 0].astype(np.float64)
-    np.testing.assert_allclose(scaler.center[0], rows.mean(axis=0), rtol=1e-6, atol=1e-9)
+    level = ~base.signed
+    np.testing.assert_allclose(scaler.center[0, level], rows.mean(axis=0)[level], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(scaler.scale[0], rows.std(axis=0, ddof=1), rtol=1e-5)
     scaled = apply_scaler(base, scaler)
     assert np.abs(scaled.values).max() <= 5.0 and np.all(scaled.values[~base.valid] == 0)
 
 
-def test_a_pooled_scaler_shifts_every_asset_alike_so_an_assets_own_trend_survives():
+def test_a_pooled_scaler_shifts_every_asset_alike_so_an_assets_own_level_survives():
     features = build_features(PANEL, FeatureConfig(normalization="none"))
     train = np.arange(100, 220)
     scaler = fit_scaler(features, train, "pooled")
-    j = features.names.index("trend_20")
+    j = features.names.index("volatility_20")
     rows = features.values[train, :, j][features.valid[train]].astype(np.float64)
     q25, median, q75 = np.percentile(rows, [25, 50, 75])
     np.testing.assert_allclose(scaler.center[:, j], median)  # one center for every asset
     np.testing.assert_allclose(scaler.scale[:, j], (q75 - q25) / 1.349)
-    # the assets' mean training trends keep their order and their differences, in the new units
+    # the assets' mean training levels keep their order and their differences, in the new units
     scaled = apply_scaler(features, scaler).values[train, :, j]
     raw = features.values[train, :, j]
     valid = features.valid[train]
@@ -224,6 +226,24 @@ def test_a_pooled_scaler_shifts_every_asset_alike_so_an_assets_own_trend_survive
     np.testing.assert_allclose(np.diff(mean(scaled)), np.diff(mean(raw)) / scaler.scale[0, j], rtol=1e-3, atol=1e-6)
     assert not np.allclose(np.diff(mean(apply_scaler(features, fit_scaler(features, train, "robust")).values[train, :, j])),
                            np.diff(mean(scaled)), atol=0.05)  # a per-asset scaler recenters each asset
+
+
+@pytest.mark.parametrize("method", ["robust", "zscore", "pooled"])
+def test_train_scalers_keep_a_signed_features_zero(method):
+    """A return or a trend is scaled about zero: subtracting its training median would subtract the
+    drift of the training years and bet against it ever after. Levels are centered."""
+    features = build_features(PANEL, FeatureConfig(normalization="none"))
+    train = np.arange(100, 220)
+    scaler = fit_scaler(features, train, method)
+    scaled, valid = apply_scaler(features, scaler), features.valid
+    for name in ("log_return", "trend_20", "trend_20_cs", "momentum_63", "macd"):
+        j = features.names.index(name)
+        assert features.signed[j] and (scaler.center[:, j] == 0).all(), name
+        raw, out = features.values[:, :, j][valid], scaled.values[:, :, j][valid]
+        assert (np.sign(out) == np.sign(raw)).all() and np.abs(out).max() > 0, name
+    for name in ("volatility_20", "range"):  # levels, always positive: so are their centers
+        j = features.names.index(name)
+        assert not features.signed[j] and (scaler.center[:, j] > 0).all(), name
 
 
 @pytest.mark.parametrize("cfg, key", [

@@ -37,6 +37,7 @@ class Features:
     values: np.ndarray  # float32 [T, A, F]; 0 where not valid
     names: tuple[str, ...]  # [F]
     valid: np.ndarray  # bool [T, A]: traded, enough history, normalization statistics available
+    signed: np.ndarray  # bool [F]: zero means no move (returns, trends); train_* scalers keep it zero
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class _Group:
     names: Callable[[FeatureConfig], tuple[str, ...]]
     build: Callable[[_Inputs, FeatureConfig], list[tuple[np.ndarray, int]]]  # ([T, A], warm-up) per name
     per_asset: bool = True  # False: a function of the date alone, kept raw and without a `_cs` column
+    # True: 0 means "no move" (a return, an average of returns, a trend). The train_* scalers scale
+    # it without moving its zero: its median over the training years is the drift of those years,
+    # and subtracting it would bet against that drift ever after.
+    signed: bool = False
 
 
 def feature_names(cfg: FeatureConfig, fields: tuple[str, ...]) -> tuple[str, ...]:
@@ -85,6 +90,7 @@ def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Featur
                        f"{', '.join(panel.fields)}")
     groups = _groups(cfg, panel.fields)
     per_asset = np.array([GROUPS[g].per_asset for g in groups for _ in GROUPS[g].names(cfg)])
+    signed = np.array([GROUPS[g].signed for g in groups for _ in GROUPS[g].names(cfg)])
     inputs = _inputs(panel)
     raw = np.empty((*panel.mask.shape, len(names)), dtype=np.float32)
     j, warmup = 0, 0
@@ -106,7 +112,8 @@ def build_features(panel: Panel, cfg: FeatureConfig = FeatureConfig()) -> Featur
         # clip later, and "none" never does
         clip = cfg.clip if cfg.normalization.startswith("rolling_") else None
         values, names = _with_cross_sectional(values, valid, names, clip, per_asset)
-    return Features(values, names, valid)
+        signed = np.concatenate([signed, signed[per_asset]])  # a deviation is signed as its feature is
+    return Features(values, names, valid, signed)
 
 
 def _with_cross_sectional(values: np.ndarray, valid: np.ndarray, names: tuple[str, ...],
@@ -142,7 +149,8 @@ def fit_scaler(features: Features, train_dates_idx: np.ndarray, method: str = "r
                clip: float = 5.0) -> Scaler:
     """Statistics from the valid rows at `train_dates_idx` only: per asset (`robust`, `zscore`), or
     robust ones over all assets' rows together (`pooled`), which shift every asset alike and so
-    keep an asset's trend over the training years in its features."""
+    keep an asset's trend over the training years in its features. Signed features
+    (`Features.signed`) are scaled about zero, not centered."""
     if method not in ("robust", "zscore", "pooled"):
         raise ValueError(f"unknown scaler method {method!r}")
     rows = features.values[train_dates_idx].astype(np.float64)  # [n, A, F]
@@ -160,6 +168,7 @@ def fit_scaler(features: Features, train_dates_idx: np.ndarray, method: str = "r
     scale = np.where(np.isfinite(scale) & (scale > _EPS), scale, 1.0)
     fixed = _date_only(features.names)  # calendar columns pass through unscaled
     center[:, fixed], scale[:, fixed] = 0.0, 1.0
+    center[:, features.signed] = 0.0
     return Scaler(method, center, scale, clip)
 
 
@@ -168,7 +177,7 @@ def apply_scaler(features: Features, scaler: Scaler) -> Features:
     values = (features.values - scaler.center[None].astype(np.float32)) / scaler.scale[None].astype(np.float32)
     np.clip(values, -scaler.clip, scaler.clip, out=values)
     values[~features.valid] = 0.0
-    return Features(values.astype(np.float32, copy=False), features.names, features.valid)
+    return Features(values.astype(np.float32, copy=False), features.names, features.valid, features.signed)
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -447,26 +456,26 @@ def _wavelet(i: _Inputs, cfg: FeatureConfig) -> list[tuple[np.ndarray, int]]:
 
 
 GROUPS: dict[str, _Group] = {
-    "log_return": _Group(("close",), lambda c: ("log_return",), _log_return),
-    "intraday_return": _Group(("open", "close"), lambda c: ("intraday_return",), _intraday_return),
-    "overnight_return": _Group(("open", "close"), lambda c: ("overnight_return",), _overnight_return),
+    "log_return": _Group(("close",), lambda c: ("log_return",), _log_return, signed=True),
+    "intraday_return": _Group(("open", "close"), lambda c: ("intraday_return",), _intraday_return, signed=True),
+    "overnight_return": _Group(("open", "close"), lambda c: ("overnight_return",), _overnight_return, signed=True),
     "range": _Group(("high", "low"), lambda c: ("range",), _range),
-    "mean_return": _Group(("close",), lambda c: tuple(f"mean_return_{w}" for w in c.windows), _mean_return),
-    "momentum": _Group(("close",), lambda c: tuple(f"momentum_{k}" for k in c.momentum_windows), _momentum),
-    "trend": _Group(("close",), lambda c: tuple(f"trend_{h}" for h in c.trend_halflives), _trend),
+    "mean_return": _Group(("close",), lambda c: tuple(f"mean_return_{w}" for w in c.windows), _mean_return, signed=True),
+    "momentum": _Group(("close",), lambda c: tuple(f"momentum_{k}" for k in c.momentum_windows), _momentum, signed=True),
+    "trend": _Group(("close",), lambda c: tuple(f"trend_{h}" for h in c.trend_halflives), _trend, signed=True),
     "volatility": _Group(("close",), lambda c: tuple(f"volatility_{w}" for w in c.windows), _volatility),
     "volume_z": _Group(("volume",), lambda c: tuple(f"volume_z_{w}" for w in c.volume_windows), _volume_zscores),
-    "return_x_volume": _Group(("close", "volume"), lambda c: ("return_x_volume",), _return_x_volume),
+    "return_x_volume": _Group(("close", "volume"), lambda c: ("return_x_volume",), _return_x_volume, signed=True),
     "rsi": _Group(("close",), lambda c: (f"rsi_{c.rsi_window}",), _rsi),
-    "macd": _Group(("close",), lambda c: ("macd", "macd_hist"), _macd),
+    "macd": _Group(("close",), lambda c: ("macd", "macd_hist"), _macd, signed=True),
     "wavelet": _Group(("close",), _wavelet_names, _wavelet),
     # opt-in: not in DEFAULT_FEATURES
-    "pct_change": _Group(("close",), lambda c: ("pct_change",), _pct_change),
+    "pct_change": _Group(("close",), lambda c: ("pct_change",), _pct_change, signed=True),
     "amihud": _Group(("close", "volume"), lambda c: (f"amihud_{c.amihud_window}",), _amihud),
     "corwin_schultz": _Group(("high", "low", "close"), lambda c: (f"corwin_schultz_{c.spread_window}",),
                              _corwin_schultz),
     "roll_spread": _Group(("close",), lambda c: (f"roll_spread_{c.roll_window}",), _roll_spread),
-    "clv": _Group(("high", "low", "close"), lambda c: ("clv",), _close_location),
+    "clv": _Group(("high", "low", "close"), lambda c: ("clv",), _close_location, signed=True),
     "day_of_week": _Group((), lambda c: ("day_of_week_sin", "day_of_week_cos"), _day_of_week, per_asset=False),
     "month_of_year": _Group((), lambda c: ("month_of_year_sin", "month_of_year_cos"), _month_of_year,
                             per_asset=False),
