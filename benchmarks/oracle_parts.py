@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from oracle import space_with_market  # benchmarks/oracle.py: the same market-swapping rule
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = "synthetic:days=4000,signal=2,seed={market}"  # the quickstart's market
+SPACE = ROOT / "search_spaces" / "quickstart.yaml"
 VIEWS = ("sum", "regime", "lead_lag", "momentum")
 
 
@@ -32,23 +34,24 @@ def main() -> None:
     import torch
 
     from quantray.data.pipeline import prepare
-    from quantray.data.synthetic import MarketParams, expected_return_parts
+    from quantray.data.sources import synthetic_arguments
+    from quantray.data.synthetic import expected_return_parts
     from quantray.evaluate.metrics import annualized_sharpe, net_returns
     from quantray.train.inference import batch_tensors
     from quantray.train.risk import risk_positions
     from quantray.tune.space import load_space
 
-    space = load_space(ROOT / "search_spaces" / "quickstart.yaml")
-    plan = space.walkforward
+    plan = load_space(SPACE).walkforward
     print(f"each part of the true expected return as the view of the one-factor risk model, stitched net "
           f"Sharpe over the quickstart's {plan.folds} walk-forward test blocks")
     print(f"{'market':<8}{'oracle':>8}" + "".join(f"{n:>10}" for n in VIEWS))
     for market in [int(m) for m in args.markets.split(",") if m]:
+        with tempfile.TemporaryDirectory() as scratch:
+            space = load_space(space_with_market(SPACE, market, Path(scratch)))
         data = dataclasses.replace(
-            space.data, source=SOURCE.format(market=market),
-            splits=dataclasses.replace(space.data.splits, folds=plan.folds, test_fraction=plan.test_fraction))
+            space.data, splits=dataclasses.replace(space.data.splits, folds=plan.folds, test_fraction=plan.test_fraction))
         prepared = prepare(data)
-        parts = expected_return_parts(seed=market, days=4000, params=MarketParams(signal_kappa=2 * MarketParams.signal_kappa))
+        parts = expected_return_parts(**synthetic_arguments(data.source))  # the market `prepare` loaded
         parts = {"sum": sum(parts.values()), **parts}
         returns: dict[str, list[np.ndarray]] = {name: [] for name in ("oracle", *VIEWS)}
         for fold in reversed(range(plan.folds)):  # the earliest test block first

@@ -303,6 +303,9 @@ class OptimConfig:
     weight_decay: float = 1e-4
     batch_dates: int = 64  # consecutive dates per batch, so turnover is defined inside it
     epochs: int = 10
+    # early stopping: end the run once this many epochs have passed without a better score on the
+    # block epochs are chosen on (the stop block; validation without one); 0 runs every epoch
+    patience: int = 0
     grad_clip: float = 1.0
     # fp32, or bf16: forward passes under bfloat16 autocast where the run is on CUDA (CPU runs stay fp32)
     precision: str = "fp32"
@@ -311,6 +314,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise BadInput(f"optim.precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.patience < 0:
+            raise BadInput(f"optim.patience: must be 0 (off) or a number of epochs, got {self.patience}")
 
 
 PRETRAIN_AUGMENTS: tuple[str, ...] = ("jitter", "adjacent", "both")

@@ -58,6 +58,19 @@ def test_synthetic_expected_return_parts_sum_to_the_oracles():
     assert (parts["lead_lag"][:, [0, 1, 3]] == 0).all() and (parts["lead_lag"][:, followers] != 0).all()
 
 
+def test_a_synthetic_sources_arguments_draw_the_market_it_loads():
+    from quantray.data.synthetic import expected_return_parts
+
+    source = "synthetic:seed=2,assets=4,days=400,signal=2"
+    panel = load_panel(source)
+    arguments = sources.synthetic_arguments(source)
+    assert (arguments["seed"], arguments["assets"], arguments["days"]) == (2, 4, 400)
+    parts = expected_return_parts(**arguments)
+    np.testing.assert_array_equal(sum(parts.values()), panel.oracle.expected_return)
+    with pytest.raises(BadInput, match="not a synthetic: source"):
+        sources.synthetic_arguments("bundled:us_indices")
+
+
 def test_synthetic_oracle_sharpe_is_positive_across_seeds():
     assert all(load_panel(f"synthetic:seed={s},assets=4,days=600").oracle.sharpe > 0 for s in range(4))
 

@@ -11,6 +11,7 @@ import torch
 
 from quantray.config import DataConfig, FeatureConfig, ModelConfig, OptimConfig, SplitConfig, TrainConfig
 from quantray.data.pipeline import prepare
+from quantray.errors import BadInput
 from quantray.train.checkpoint import load_checkpoint
 from quantray.train.inference import run_model
 from quantray.train.loop import BEST_DIR, STATE_FILE, InProcessSession, directory_reporter, fit, latest_in
@@ -84,6 +85,28 @@ def test_resume_continues_where_it_stopped(data, tmp_path: Path) -> None:
     b = torch.load(tmp_path / "resumed" / STATE_FILE, weights_only=True)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+def test_early_stopping_ends_the_run_patience_epochs_after_the_chosen_one(data, tmp_path: Path) -> None:
+    longer = dataclasses.replace(CONFIG, optim=dataclasses.replace(CONFIG.optim, epochs=6))
+    straight = train(longer, data, tmp_path / "straight")
+    for patience in (1, 2):
+        stopped = train(dataclasses.replace(longer, optim=dataclasses.replace(longer.optim, patience=patience)),
+                        data, tmp_path / f"patience{patience}")
+        # the run is the straight run's first epochs, up to `patience` epochs past the chosen one
+        expected = next((r["epoch"] for r in straight if r["epoch"] - r["best_epoch"] >= patience), 6)
+        assert [r["epoch"] for r in stopped] == list(range(1, expected + 1))
+        assert [r["val_sharpe"] for r in stopped] == pytest.approx([r["val_sharpe"] for r in straight[:expected]])
+
+    # a model that cannot improve (lr 0: every epoch scores the same) keeps epoch 1 and stops at 1 + patience
+    frozen = dataclasses.replace(longer, optim=dataclasses.replace(longer.optim, lr=0.0, patience=2))
+    reports = train(frozen, data, tmp_path / "frozen")
+    assert [r["epoch"] for r in reports] == [1, 2, 3] and reports[-1]["best_epoch"] == 1
+
+
+def test_patience_is_a_number_of_epochs() -> None:
+    with pytest.raises(BadInput, match="optim.patience"):
+        OptimConfig(patience=-1)
 
 
 def test_a_diverging_loss_raises_instead_of_training_on(data, tmp_path: Path) -> None:

@@ -31,3 +31,14 @@ def test_the_printer_survives_tunes_experiment_snapshot() -> None:
     finally:
         stream.close()
     assert isinstance(restored, ProgressPrinter)
+
+
+def test_a_trial_ended_early_says_by_what() -> None:
+    stream = io.StringIO()
+    printer = ProgressPrinter(total_trials=3, epochs=8, patience=3, stream=stream)
+    for epoch, chosen in ((8, 6), (5, 2), (4, 3)):  # ran every epoch; early stopping; ASHA
+        printer.on_trial_complete(0, [], SimpleNamespace(trial_id="t", last_result={"epoch": epoch, "best_epoch": chosen}))
+    finished, patient, asha = stream.getvalue().splitlines()
+    assert "finished" in finished
+    assert "stopped early after epoch 5: no better score since epoch 2" in patient
+    assert "stopped by ASHA after epoch 4" in asha

@@ -102,6 +102,9 @@ def test_resolve_fills_sampled_values(tmp_path: Path) -> None:
         ("lookback: 16", "lookback: {int: [8, 16]}", "key 'data.lookback'"),
         ("horizon: 3", "horizon: three", "data.horizon: expected a number of bars or a duration"),
         ("horizon: 3", "horizon: 0", "data.horizon: must be at least 1 bar"),
+        ("epochs: 2,", "epochs: {int: [2, 4]},", "key 'optim.epochs': must be a fixed number"),
+        ("epochs: 2,", "epochs: 2, patience: {int: [1, 3]},", "key 'optim.patience': must be a fixed number"),
+        ("epochs: 2,", "epochs: 2, patience: -1,", "optim.patience: must be 0 (off) or a number of epochs"),
         # a section per family, written for a space with one family
         ("arch: {d_model: {choice: [8, 16]}, cross_layers", "arch: {transformer: {d_model: 16}, cross_layers",
          "key 'model.arch.transformer': with one family its arguments go straight under model.arch"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -103,12 +103,21 @@ def synthetic_options(text: str, source: str) -> dict[str, float]:
     return options
 
 
-def _load_synthetic(rest: str, source: str) -> Panel:
-
-
-    options = synthetic_options(rest, source)
+def synthetic_arguments(source: str) -> dict[str, Any]:
+    """The arguments of `synthetic.simulate` that a `synthetic:` source names (seed, assets, days,
+    params): the one place that maps the source to its market, for the loader and for whoever
+    needs more of the same market (`synthetic.expected_return_parts`)."""
+    scheme, _, rest = source.partition(":")
+    if scheme.strip().lower() != "synthetic":
+        raise BadInput(f"source '{source}': not a synthetic: source")
+    options = synthetic_options(rest.strip(), source)
     params = MarketParams(signal_kappa=MarketParams.signal_kappa * options["signal"])
-    return simulate(seed=int(options["seed"]), assets=int(options["assets"]), days=int(options["days"]), params=params)
+    return {"seed": int(options["seed"]), "assets": int(options["assets"]), "days": int(options["days"]),
+            "params": params}
+
+
+def _load_synthetic(rest: str, source: str) -> Panel:
+    return simulate(**synthetic_arguments(source))
 
 
 # --- bundled ----------------------------------------------------------------------------------

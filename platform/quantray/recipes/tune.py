@@ -127,8 +127,8 @@ def _tuner(space: SearchSpace, options: TuneOptions, storage: Path, experiment: 
     run_config = tune.RunConfig(
         name=experiment,
         storage_path=str(storage),
-        callbacks=[logger, ProgressPrinter(total_trials=space.budget.trials, epochs=space.epochs, stream=console.stream,
-                                           log=console.log),
+        callbacks=[logger, ProgressPrinter(total_trials=space.budget.trials, epochs=space.epochs, patience=space.patience,
+                                           stream=console.stream, log=console.log),
                    TrainerPlacementGroupReaper()],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),  # a NaN trial fails alone

@@ -248,7 +248,9 @@ def _refit_later_folds(best: dict[str, dict[str, Any]], data: DataConfig, n_fold
                      for tid, config in resolved.items()}
              for index in range(1, n_folds)}  # fold index i tests the i-th block from the earliest
     task = ray.remote(num_cpus=1)(_refit_one)
-    pending = [(index, tid, config) for index, configs in folds.items() for tid, config in configs.items()]
+    # the latest folds' refits first: they train on the most dates, and the short ones fill in beside them
+    pending = [(index, tid, config) for index, configs in sorted(folds.items(), reverse=True)
+               for tid, config in configs.items()]
     running: dict[Any, tuple[int, str]] = {}
     records: dict[tuple[int, str], TrialRecord] = {}
     while pending or running:

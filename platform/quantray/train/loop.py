@@ -75,7 +75,7 @@ class Session(Protocol):
 class FitSummary:
     best_val_sharpe: float  # validation net Sharpe of the chosen epoch
     best_epoch: int  # chosen on the stop block (on validation without one)
-    epochs_run: int
+    epochs_run: int  # fewer than optim.epochs when early stopping (`optim.patience`) ended the run
     pretrain_epochs: int = 0  # contrastive pretraining epochs run before them
 
 
@@ -110,7 +110,11 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
         pretrain_metrics = {"pretrain_epochs": len(pretrain_losses),
                             "pretrain_loss": pretrain_losses[-1] if pretrain_losses else math.nan}
 
+        epochs_run = 0
         for epoch in range(start_epoch, config.optim.epochs):
+            if stale(best, epoch, config.optim.patience):
+                break
+            epochs_run += 1
             model.train()
             train_losses = []
             for dates in session.train_dates(epoch):
@@ -149,7 +153,13 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
             session.report(metrics, _checkpoint_writer(state, best_dir))
 
     return FitSummary(best_val_sharpe=best.val_sharpe, best_epoch=best.epoch,
-                      epochs_run=config.optim.epochs - start_epoch, pretrain_epochs=len(pretrain_losses))
+                      epochs_run=epochs_run, pretrain_epochs=len(pretrain_losses))
+
+
+def stale(best: Best, epochs_done: int, patience: int) -> bool:
+    """Early stopping: `patience` epochs have passed since the chosen epoch (never when 0).
+    It reads only this run's own scores, so a seeded run stops at the same epoch wherever it runs."""
+    return patience > 0 and epochs_done - best.epoch >= patience
 
 
 @dataclass(frozen=True)

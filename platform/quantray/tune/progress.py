@@ -12,10 +12,12 @@ from ray.tune import Callback
 
 
 class ProgressPrinter(Callback):
-    def __init__(self, *, total_trials: int, epochs: int, stream: TextIO = sys.stdout, log: Path | None = None) -> None:
+    def __init__(self, *, total_trials: int, epochs: int, patience: int = 0, stream: TextIO = sys.stdout,
+                 log: Path | None = None) -> None:
         self._log = log  # where the full traceback of a failed trial is (besides Tune's error file)
         self._total = total_trials
         self._epochs = epochs
+        self._patience = patience
         self._stream = stream
         self._started = time.monotonic()
         self._best = -math.inf
@@ -44,8 +46,13 @@ class ProgressPrinter(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._done += 1
-        epochs = int((trial.last_result or {}).get("epoch", 0))
-        how = "finished" if epochs >= self._epochs else f"stopped by ASHA after epoch {epochs}"
+        result = trial.last_result or {}
+        epochs, chosen = int(result.get("epoch", 0)), int(result.get("best_epoch", 0))
+        how = "finished"
+        if epochs < self._epochs and self._patience and epochs - chosen >= self._patience:
+            how = f"stopped early after epoch {epochs}: no better score since epoch {chosen}"
+        elif epochs < self._epochs:
+            how = f"stopped by ASHA after epoch {epochs}"
         self._line(f"done   {trial.trial_id}  {how}  [{self._done}/{self._total}]")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -117,6 +117,11 @@ class SearchSpace:
         """Epochs per trial (fixed per search: ASHA's horizon; ASHA stops trials early instead)."""
         return int((self.raw.get("optim") or {}).get("epochs", OptimConfig.epochs))
 
+    @property
+    def patience(self) -> int:
+        """Early stopping's patience in epochs (0: every trial runs every epoch)."""
+        return int((self.raw.get("optim") or {}).get("patience", OptimConfig.patience))
+
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Optuna define-by-run: sample every distribution of this space on `trial`."""
         params: dict[str, Any] = {}
@@ -242,6 +247,9 @@ def _validate(space: SearchSpace) -> None:
     if _is_distribution((space.raw.get("optim") or {}).get("epochs")):
         raise BadInput(f"{where}: key 'optim.epochs': must be a fixed number (it is ASHA's horizon; "
                        "ASHA stops poor trials early instead)")
+    if _is_distribution((space.raw.get("optim") or {}).get("patience")):
+        raise BadInput(f"{where}: key 'optim.patience': must be a fixed number of epochs (early stopping is "
+                       "part of how every trial is run, like its epochs)")
     arch = (space.raw.get("model") or {}).get("arch") or {}
     if len(space.families) == 1 and isinstance(arch, Mapping):
         for key, value in arch.items():
