@@ -42,8 +42,9 @@ class Budget:
     concurrency: int = 2  # trials running at once
     time_budget_s: float = 0.0  # 0 = no wall-clock limit
     # Reproducible: suggestions are handed out in generations of `concurrency` trials (each waits for
-    # the previous generation) and no trial is stopped early, so the same seed gives the same search
-    # whatever order trials finish in. ASHA's decisions depend on that order, so it is off then.
+    # the previous generation) and ASHA stops no trial, so the same seed gives the same search
+    # whatever order trials finish in. ASHA's decisions depend on that order, so it is off then;
+    # early stopping (`optim.patience`) reads only a trial's own scores, so it stays on.
     reproducible: bool = False
 
 
