@@ -112,7 +112,7 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
 
         epochs_run = 0
         for epoch in range(start_epoch, config.optim.epochs):
-            if stale(best, epoch, config.optim.patience):
+            if stale(best.epoch, epoch, config.optim.patience):
                 break
             epochs_run += 1
             model.train()
@@ -156,10 +156,10 @@ def fit(config: TrainConfig, data: Prepared, session: Session) -> FitSummary:
                       epochs_run=epochs_run, pretrain_epochs=len(pretrain_losses))
 
 
-def stale(best: Best, epochs_done: int, patience: int) -> bool:
+def stale(chosen_epoch: int, epochs_done: int, patience: int) -> bool:
     """Early stopping: `patience` epochs have passed since the chosen epoch (never when 0).
     It reads only this run's own scores, so a seeded run stops at the same epoch wherever it runs."""
-    return patience > 0 and epochs_done - best.epoch >= patience
+    return patience > 0 and epochs_done - chosen_epoch >= patience
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from quantray.train.loop import stale
+
 
 class ProgressPrinter(Callback):
     def __init__(self, *, total_trials: int, epochs: int, patience: int = 0, stream: TextIO = sys.stdout,
@@ -49,7 +51,7 @@ class ProgressPrinter(Callback):
         result = trial.last_result or {}
         epochs, chosen = int(result.get("epoch", 0)), int(result.get("best_epoch", 0))
         how = "finished"
-        if epochs < self._epochs and self._patience and epochs - chosen >= self._patience:
+        if epochs < self._epochs and stale(chosen, epochs, self._patience):  # the loop's own rule
             how = f"stopped early after epoch {epochs}: no better score since epoch {chosen}"
         elif epochs < self._epochs:
             how = f"stopped by ASHA after epoch {epochs}"
