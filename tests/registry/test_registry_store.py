@@ -242,6 +242,34 @@ def test_two_promotions_at_once_keep_champion_and_previous_consistent(mlflow_ser
     assert not client.search_registered_models(f"name = '{store.lock_name(name)}'")  # released
 
 
+def test_the_lock_is_taken_when_its_holder_releases_between_the_create_and_its_read(mlflow_server: str) -> None:
+    """MLflow's SQL store answers a lost create by reading the holder; when the holder has just
+    released, that read raises RESOURCE_DOES_NOT_EXIST out of `create_registered_model` (CI saw a
+    promotion thread die of it). The lock is free then: the waiter takes it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    real = store.client_for(mlflow_server)
+
+    class ReleasedMeanwhile:  # the real client, but its first create loses to a holder that is gone by the read
+        creates = 0
+
+        def create_registered_model(self, name: str, **kwargs):
+            self.creates += 1
+            if self.creates == 1:
+                raise MlflowException(f"Registered Model with name={name} not found", error_code=RESOURCE_DOES_NOT_EXIST)
+            return real.create_registered_model(name, **kwargs)
+
+        def __getattr__(self, attr: str):
+            return getattr(real, attr)
+
+    client = ReleasedMeanwhile()
+    with store.promotion_lock(client, f"{NAME}-released", wait_s=5):
+        assert real.get_registered_model(store.lock_name(f"{NAME}-released"))
+    assert client.creates == 2
+    assert not real.search_registered_models(f"name = '{store.lock_name(NAME + '-released')}'")
+
+
 def test_using_a_tracking_uri_leaves_the_environment_as_it_was(tmp_path: Path, monkeypatch) -> None:
     """MLflow exports the URIs it is given; restoring by value used to export ./mlflow.db to every
     subprocess started afterwards (a `quantray predict` then looked in the wrong store)."""

@@ -279,6 +279,10 @@ def promotion_lock(client: "MlflowClient", name: str, *, wait_s: float = LOCK_WA
             client.create_registered_model(lock, description=f"promotion of '{name}' in progress ({owner})")
             break
         except MlflowException as exc:
+            # the SQL store answers a lost create by reading the holder; if the holder released in
+            # between, that read fails "does not exist": the lock is free, so try again at once
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                continue
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         _break_if_stale(client, lock)
