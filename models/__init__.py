@@ -57,6 +57,12 @@ def needs_calendar_features(family: str) -> bool:
     return "calendar_features" in inspect.signature(family_class(family)).parameters
 
 
+def has_encoder(family: str) -> bool:
+    """Whether `family` computes its embedding (what contrastive pretraining trains); a family whose
+    embedding is its input says so with a class attribute `ENCODER = False`."""
+    return bool(getattr(family_class(family), "ENCODER", True))
+
+
 def build(family: str, *, n_assets: int, n_features: int, lookback: int, feature_names: tuple[str, ...] = (),
           news_dim: int = 0, **arch: Any) -> "nn.Module":
     """Build a `family` model for windows [B, n_assets, lookback, n_features].

@@ -16,6 +16,8 @@ from quantray.models.blocks import Output, PositionHead, TaskHeads, check_arg, c
 
 
 class LinearModel(nn.Module):
+    ENCODER = False  # the embedding is the input itself: nothing for pretraining to train (models.has_encoder)
+
     def __init__(
         self,
         *,

@@ -361,9 +361,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_gpus(self.gpus_per_worker, "gpus_per_worker")
-        if self.pretrain.epochs and self.model.family == "linear":
-            raise BadInput("pretrain.epochs: the linear family has no encoder to pretrain (its embedding is its "
-                           "input); set it to 0")
 
 
 def as_float(value: Any) -> float | None:

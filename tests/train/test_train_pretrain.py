@@ -36,7 +36,7 @@ def test_nt_xent_rewards_matching_pairs() -> None:
 
 
 @pytest.mark.parametrize(("family", "augment"),
-                         [(f, "jitter") for f in models.FAMILIES if f != "linear"]  # (its embedding is its input)
+                         [(f, "jitter") for f in models.FAMILIES if models.has_encoder(f)]
                          + [("transformer", "adjacent"), ("gnn", "both")])
 def test_any_familys_encoder_pretrains(data, family: str, augment: str) -> None:
     pipeline = data.pipeline()
@@ -54,11 +54,15 @@ def test_any_familys_encoder_pretrains(data, family: str, augment: str) -> None:
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-def test_pretraining_a_linear_model_is_refused_naming_the_key() -> None:
+def test_pretraining_a_family_without_an_encoder_is_refused_naming_the_key(data, tmp_path: Path) -> None:
+    assert not models.has_encoder("linear") and models.has_encoder("transformer")
     linear = dataclasses.replace(CONFIG.model, family="linear", arch={})
+    config = dataclasses.replace(CONFIG, model=linear, pretrain=PretrainConfig(epochs=1))
+    session = InProcessSession(data, config, report=directory_reporter(tmp_path / "a", lambda _: None),
+                               latest_checkpoint=latest_in(tmp_path / "a"))
     with pytest.raises(BadInput, match="pretrain.epochs: the linear family has no encoder"):
-        dataclasses.replace(CONFIG, model=linear, pretrain=PretrainConfig(epochs=1))
-    assert dataclasses.replace(CONFIG, model=linear, pretrain=PretrainConfig(epochs=0)).model.family == "linear"
+        fit(config, data, session)
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())  # nothing trained, nothing kept
 
 
 def test_the_loop_pretrains_then_fine_tunes_and_reports_the_pretraining(data, tmp_path: Path) -> None:

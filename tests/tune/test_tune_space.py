@@ -120,6 +120,19 @@ def test_bad_space_names_the_file_and_key(tmp_path: Path, old: str, new: str, ex
     assert "\n" not in message
 
 
+def test_pretraining_is_refused_for_a_family_without_an_encoder(tmp_path: Path) -> None:
+    """The linear family's embedding is its input: a space that would pretrain it fails at load."""
+    families = GOOD.replace("family: transformer", "family: {choice: [transformer, linear]}").replace(
+        "arch: {d_model", "arch: {linear: {bars: 1}, transformer: {d_model").replace(
+        "dropout: {float: [0.0, 0.2]}}", "dropout: {float: [0.0, 0.2]}}}")
+    assert load_space(write(tmp_path, families)).families == ("transformer", "linear")
+    path = write(tmp_path, families + "pretrain: {epochs: 1}\n")
+    with pytest.raises(BadInput, match="key 'pretrain.epochs': the linear family has no encoder to pretrain") as info:
+        load_space(path)
+    assert str(path) in str(info.value)
+    assert load_space(write(tmp_path, GOOD + "pretrain: {epochs: 1}\n")).families == ("transformer",)
+
+
 def test_cli_rejects_bad_space_with_exit_2_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = write(tmp_path, GOOD.replace("optim: {lr:", "optim: {lrate:"))
     code = main(["tune", str(path), "--storage", str(tmp_path / "tune")])

@@ -37,10 +37,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from quantray import models
 from quantray.config import TrainConfig
 from quantray.data.panel import bars_per_year
 from quantray.data.pipeline import Prepared
 from quantray.data.windows import Windows
+from quantray.errors import BadInput
 from quantray.evaluate.metrics import PERIODS_PER_YEAR, net_returns, performance
 from quantray.workspace import atomic_dir
 from quantray.train.checkpoint import build_model, save_checkpoint, unwrap
@@ -184,6 +186,9 @@ def pretrain(model: "torch.nn.Module", config: TrainConfig, session: Session,
     settings = config.pretrain
     if settings.epochs == 0:
         return []
+    if not models.has_encoder(config.model.family):  # a space refuses this first, naming its file
+        raise BadInput(f"pretrain.epochs: the {config.model.family} family has no encoder to pretrain (its "
+                       "embedding is its input); set it to 0")
     projection = projection_head(unwrap(model).embedding_dim, settings.projection).to(session.device)
     parameters = list(model.parameters()) + list(projection.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.optim.weight_decay)

@@ -278,6 +278,9 @@ def _validate(space: SearchSpace) -> None:
             except (TypeError, ValueError) as exc:
                 raise BadInput(f"{space.path}: key 'model.arch' ({family}): {exc}") from None
             _check_training(config, where)
+            if config.pretrain.epochs and not models.has_encoder(family):
+                raise BadInput(f"{where}: key 'pretrain.epochs': the {family} family has no encoder to pretrain "
+                               f"(its embedding is its input); set it to 0 or leave {family} out")
     if space.budget.trials < 1 or space.budget.concurrency < 1:
         raise BadInput(f"{space.path}: key 'budget': trials and concurrency must be at least 1")
     if space.resources.workers < 1:
