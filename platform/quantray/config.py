@@ -20,7 +20,7 @@ from quantray.errors import BadInput
 
 T = TypeVar("T")
 
-FUSION_METHODS: tuple[str, ...] = ("concat", "attention", "hierarchical", "greedy")  # quantray.ensemble.fusion
+FUSION_METHODS: tuple[str, ...] = ("concat", "attention", "hierarchical", "greedy", "mean")  # quantray.ensemble.fusion
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "log_return",

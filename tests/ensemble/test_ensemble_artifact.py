@@ -27,12 +27,12 @@ def make_ensemble(prepared: Prepared, member_dirs: list[Path], method: str) -> E
                     val_sharpe=1.0)
 
 
-@pytest.mark.parametrize("method", ["concat", "attention", "hierarchical", "greedy"])
+@pytest.mark.parametrize("method", ["concat", "attention", "hierarchical", "greedy", "mean"])
 def test_round_trip_predicts_the_same(prepared: Prepared, member_dirs: list[Path], tmp_path: Path, method) -> None:
     ensemble = make_ensemble(prepared, member_dirs, method)
     directory = save_ensemble(tmp_path / "ens", ensemble)
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        ["ensemble.json", "members", "pipeline.json"] + ([] if method == "greedy" else ["fusion.pt"]))
+        ["ensemble.json", "members", "pipeline.json"] + ([] if method in ("greedy", "mean") else ["fusion.pt"]))
     meta = json.loads((directory / "ensemble.json").read_text())
     assert meta["method"] == method and meta["members"] == ["trial_0", "trial_1", "trial_2"]
     assert meta["head_groups"] == ([0, 1, 0] if method == "hierarchical" else None)  # by model family

@@ -1,5 +1,5 @@
-"""Fusion on the validation block: greedy selection finds a known best mix; the trained heads beat
-untrained ones; members stay frozen."""
+"""Fusion on the validation block: greedy selection finds a known best mix; the mean is the members'
+average; the trained heads beat untrained ones; members stay frozen."""
 
 from __future__ import annotations
 
@@ -70,6 +70,18 @@ def test_greedy_fusion_of_real_members_is_at_least_the_best_member(prepared: Pre
     assert model.weights.sum() == pytest.approx(1.0) and model.head is None
     best_member = max(m.metrics["val_sharpe"] for m in members)
     assert val_sharpe(model.run(val).positions, labels, prepared.config.cost_bps) >= best_member - 1e-9
+
+
+def test_mean_fusion_trades_the_average_of_its_members_positions(prepared: Prepared, members) -> None:
+    val = prepared.windows("val")
+    model = fit_fusion(members, val, "mean", cost_bps=prepared.config.cost_bps)
+    assert model.head is None and model.weights.tolist() == [1.0 / len(members)] * len(members)
+    average = run_members(members, val, embeddings=False).positions.mean(axis=0) * block_labels(val)["mask"]
+    np.testing.assert_allclose(model.run(val).positions, average, atol=1e-6)
+    outputs = run_members(members, val, embeddings=True)
+    fused = model.run(val, embeddings=True).embeddings  # each member's embedding, scaled by 1/M, concatenated
+    np.testing.assert_allclose(fused[..., :outputs.embeddings[0].shape[-1]],
+                               outputs.embeddings[0] / len(members) * block_labels(val)["mask"][..., None], atol=1e-6)
 
 
 def groups_for(method: str, members) -> tuple[int, ...] | None:

@@ -5,7 +5,7 @@
     pipeline.json   the fitted data pipeline every member shares (quantray.data.pipeline), with
     scaler.npz      its training-date scaler for train_* normalization
     members/<i>/    copies of the member checkpoint directories (quantray.train.checkpoint)
-    fusion.pt       the fusion head's state_dict, loadable weights-only (absent for greedy)
+    fusion.pt       the fusion head's state_dict, loadable weights-only (absent for greedy and mean)
 
 The directory is written beside its target and swapped in (quantray.workspace.atomic_dir), so it
 is whole or absent, and a failed write keeps the previous copy.

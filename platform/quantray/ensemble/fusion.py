@@ -1,6 +1,6 @@
 """Fuse frozen members into one strategy, fit on the validation block only.
 
-Four methods:
+Five methods:
 - `concat`: the members' embeddings, concatenated per asset [T, A, ΣD], through a small MLP
   head to a tanh position; trained on the Sharpe term of the objective;
 - `attention`: a learned query scores each member's (projected) embedding per asset, a softmax
@@ -10,7 +10,9 @@ Four methods:
   then an attention over the groups fuses the groups (seed 001: "fuse groups, then fuse the
   groups"), and the same kind of head maps the result to a position;
 - `greedy`: Caruana et al. (2004) ensemble selection with replacement over the members'
-  positions, maximizing the validation net Sharpe; no trainable part.
+  positions, maximizing the validation net Sharpe; no trainable part;
+- `mean`: the members' positions averaged with equal weights, nothing fit on validation beyond
+  the choice of members (the 1/N combination that fitted weights often fail to beat out of sample).
 
 Members never change: their weights are frozen and they run in eval mode, so the fusion can only
 learn how to combine them. The heads are small `nn.Module`s without I/O; saving lives in
@@ -37,6 +39,7 @@ from quantray.train.loop import consecutive_batches
 from quantray.train.losses import batch_sharpe, portfolio_returns
 
 METHODS = FUSION_METHODS
+WEIGHTED = ("greedy", "mean")  # methods that mix member positions by fixed weights, without a head
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class EnsembleModel:
                  weights: np.ndarray, config: FusionConfig) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown fusion method {method!r} (expected one of: {', '.join(METHODS)})")
-        if (head is None) != (method == "greedy"):
+        if (head is None) != (method in WEIGHTED):
             raise ValueError(f"method {method!r} {'needs' if head is None else 'takes no'} head")
         self.members = list(members)
         self.method = method
@@ -114,7 +117,7 @@ class EnsembleModel:
         outputs = run_members(self.members, windows, embeddings=embeddings or self.head is not None)
         if self.head is None:
             return FusionOutput(
-                positions=greedy_positions(outputs.positions, self.weights) * mask,
+                positions=weighted_positions(outputs.positions, self.weights) * mask,
                 embeddings=weighted_concat(outputs.embeddings, self.weights) * mask[..., None] if embeddings else None,
                 member_weights=None,
             )
@@ -335,11 +338,13 @@ def fit_fusion(members: Sequence[Member], windows: Windows, method: str, *, cost
         raise ValueError("an ensemble needs at least one member")
     freeze(members)
     labels = block_labels(windows)
-    outputs = run_members(members, windows, embeddings=method != "greedy")
+    outputs = run_members(members, windows, embeddings=method not in WEIGHTED)
     if method == "greedy":
         weights = greedy_weights(outputs.positions, labels["next_return"], labels["mask"], cost_bps,
                                  rounds=config.greedy_rounds)
         return EnsembleModel(members, method, None, weights, config)
+    if method == "mean":
+        return EnsembleModel(members, method, None, np.full(len(members), 1.0 / len(members)), config)
     groups = member_groups(members, config.grouping) if method == "hierarchical" else None
     head = build_head(method, [e.shape[-1] for e in outputs.embeddings], config, groups)
     train_head(head, outputs, labels["next_return"], labels["mask"], cost_bps, config)
@@ -423,7 +428,7 @@ def train_head(head: nn.Module, members: MemberOutputs, next_return: np.ndarray,
     return history
 
 
-# ---- greedy ensemble selection -----------------------------------------------------------------
+# ---- weighted ensembles: greedy selection, equal weights ---------------------------------------
 
 def greedy_weights(member_positions: np.ndarray, asset_returns: np.ndarray, mask: np.ndarray,
                    cost_bps: float, *, rounds: int = 50) -> np.ndarray:
@@ -453,10 +458,10 @@ def greedy_weights(member_positions: np.ndarray, asset_returns: np.ndarray, mask
     return best_counts / best_counts.sum()
 
 
-def greedy_positions(member_positions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_positions(member_positions: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.tensordot(np.asarray(weights, dtype=np.float64), member_positions, axes=1).astype(np.float32)
 
 
 def weighted_concat(member_embeddings: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """The greedy ensemble's fused embedding: the chosen members' embeddings, scaled by weight."""
+    """A weighted ensemble's fused embedding (greedy, mean): the chosen members' embeddings, scaled by weight."""
     return np.concatenate([w * e for w, e in zip(weights, member_embeddings) if w > 0], axis=-1).astype(np.float32)

@@ -41,7 +41,8 @@ class EnsembleOptions:
     top_k: int = option(5, "members to fuse")
     method: str = option("concat", "concat: MLP over concatenated embeddings; attention: attention over "
                                    "members; hierarchical: attention within each model family, then across "
-                                   "families; greedy: Caruana ensemble selection over positions", choices=FUSION_METHODS)
+                                   "families; greedy: Caruana ensemble selection over positions; mean: positions "
+                                   "averaged with equal weights", choices=FUSION_METHODS)
     max_corr: float = option(0.95, "skip a trial whose validation returns correlate above this with a member")
     storage: Path | None = option(None, "where the search's results are (default: QUANTRAY_STORAGE or "
                                         "./.quantray/tune)")
@@ -87,8 +88,9 @@ class WalkForwardOptions:
                                     "space's, else refit)", choices=("search", "refit"))
     trials: int | None = option(None, "trials per search (default: the space's budget)")
     seed: int | None = option(None, "search seed (default: the space's)")
-    method: str = option("greedy", "fusion method per fold (greedy: the heads overfit a refit fold's "
-                                   "validation block, docs/evaluation.md)", choices=FUSION_METHODS)
+    method: str = option("mean", "fusion method per fold (mean: equal weights; the heads overfit a refit "
+                                 "fold's validation block and greedy weights lose to equal ones out of sample, "
+                                 "docs/evaluation.md)", choices=FUSION_METHODS)
     experiment: str | None = option(None, "experiment name (default: the space name, walkforward and a timestamp)")
     address: str | None = option(None, "Ray cluster address to join (default: start a local Ray)")
     tracking_uri: str | None = option(None, "MLflow tracking URI (default: MLFLOW_TRACKING_URI or a SQLite "
