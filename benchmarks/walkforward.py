@@ -10,7 +10,7 @@ baselines, not the oracle.
 
     python benchmarks/walkforward.py [--space search_spaces/quickstart.yaml] [--markets 0,1,2,3]
                                      [--seeds 0,1,2] [--modes refit,search] [--folds 4] [--trials N]
-                                     [--bundled us_indices]
+                                     [--method mean|greedy|concat|...] [--bundled us_indices]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--modes", default="refit", help="refit, search or both")
     parser.add_argument("--folds", type=int)
     parser.add_argument("--trials", type=int)
+    parser.add_argument("--method", help="fusion method per fold (default: the walk-forward's)")
     parser.add_argument("--bundled", help="a bundled real dataset to run once per mode, e.g. us_indices")
     args = parser.parse_args()
 
@@ -64,8 +65,9 @@ def run_one(space: Path, market: str, mode: str, seed: int, data: str | None, ar
 
     name = f"{market.replace(' ', '').replace(':', '-')}-{mode}-{seed}"
     started = time.monotonic()
+    method = {"method": args.method} if args.method else {}  # unset: WalkForwardOptions' own default
     outcome = run_walkforward(space, WalkForwardOptions(
-        data=data, folds=args.folds, mode=mode, trials=args.trials, seed=seed, experiment=name,
+        **method, data=data, folds=args.folds, mode=mode, trials=args.trials, seed=seed, experiment=name,
         storage=root / "tune", out=root / name, tracking_uri=f"sqlite:///{root / 'mlflow.db'}", no_register=True,
     ), console=Console(io.StringIO()))
     sharpe = {n: s.metrics["sharpe"] for n, s in outcome.result.strategies.items()}
