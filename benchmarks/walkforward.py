@@ -95,9 +95,11 @@ def print_spread(rows: list[dict]) -> None:
         standard_error = math.sqrt((1 + mean ** 2 / 2) / group[0]["years"])  # Lo (2002), iid returns
         spread = float(sharpes.std(ddof=1)) if len(sharpes) > 1 else math.nan
         ratios = np.array([r["ratio"] for r in group])
-        print(f"{market:<22}{mode:<7} mean Sharpe {mean:5.2f}  spread over {len(group)} seeds {spread:5.2f}  "
-              f"standard error {standard_error:5.2f}  oracle ratio {np.nanmean(ratios):5.2f} "
-              f"(min {np.nanmin(ratios) if np.isfinite(ratios).any() else math.nan:5.2f})  "
+        ratio = (f"oracle ratio {np.nanmean(ratios):5.2f} (min {np.nanmin(ratios):5.2f})"
+                 if np.isfinite(ratios).any() else "no oracle on real data")  # nanmean of all-NaN warns
+        spread_text = f"{spread:5.2f}" if len(sharpes) > 1 else "  n/a"
+        print(f"{market:<22}{mode:<7} mean Sharpe {mean:5.2f}  spread over {len(group)} seeds {spread_text}  "
+              f"standard error {standard_error:5.2f}  {ratio}  "
               f"wall {np.mean([r['seconds'] for r in group]):5.0f} s per run")
 
 
