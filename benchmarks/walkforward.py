@@ -93,12 +93,11 @@ def print_spread(rows: list[dict]) -> None:
         sharpes = np.array([r["walkforward"] for r in group])
         mean = float(sharpes.mean())
         standard_error = math.sqrt((1 + mean ** 2 / 2) / group[0]["years"])  # Lo (2002), iid returns
-        spread = float(sharpes.std(ddof=1)) if len(sharpes) > 1 else math.nan
+        spread = f"{sharpes.std(ddof=1):5.2f}" if len(sharpes) > 1 else "  n/a"  # one seed has no spread
         ratios = np.array([r["ratio"] for r in group])
         ratio = (f"oracle ratio {np.nanmean(ratios):5.2f} (min {np.nanmin(ratios):5.2f})"
                  if np.isfinite(ratios).any() else "no oracle on real data")  # nanmean of all-NaN warns
-        spread_text = f"{spread:5.2f}" if len(sharpes) > 1 else "  n/a"
-        print(f"{market:<22}{mode:<7} mean Sharpe {mean:5.2f}  spread over {len(group)} seeds {spread_text}  "
+        print(f"{market:<22}{mode:<7} mean Sharpe {mean:5.2f}  spread over {len(group)} seeds {spread}  "
               f"standard error {standard_error:5.2f}  {ratio}  "
               f"wall {np.mean([r['seconds'] for r in group]):5.0f} s per run")
 
